@@ -1,0 +1,443 @@
+"""*Restore z-stack*: a napari dock widget over :func:`volsr.restore`.
+
+Pick an image layer; the z factor is pre-filled from the layer's ``scale`` (z / x) and can
+be edited; choose an interpolation engine, a bundled or saved model, a model trained in
+this session, or *fit on this stack*; press *Restore*. The work runs in a napari thread
+worker (the viewer stays responsive), the progress bar counts restored slices, and
+*Cancel* stops it at the next batch. The result is a new layer with isotropic ``scale``;
+the source layer is never modified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from volsr.errors import InputError, VolsrError
+
+from ._widgets import (
+    DEVICES,
+    MODEL_CATALOG,
+    Job,
+    Outcome,
+    ProgressRelay,
+    check_image_layer,
+    guard_triton_llvm_clash,
+    image_layers,
+    layer_spacing,
+    notify_error,
+    notify_info,
+    z_factor_from_scale,
+)
+
+__all__ = ["EngineChoice", "RestoreWidget", "default_choice", "engine_choices", "restore_options", "restored_layer_kwargs"]
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """One entry of the engine/model list.
+
+    kind : 'engine' (no weights: nearest/linear/cubic), 'fit' (a learned engine fitted on the
+    stack itself), 'model' (a bundled model name or a model file, with its engine), or
+    'file' (a model file chosen in the file field).
+    """
+
+    kind: str
+    engine: str
+    model: str | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.kind != "engine"
+
+
+def engine_choices() -> list[tuple[str, EngineChoice]]:
+    """Everything the Restore widget can run, as (label, choice) pairs.
+
+    Interpolation engines first (instant, no weights), then bundled models, models trained in
+    this session, *fit on this stack* for each learned engine, and a model file.
+    """
+    from volsr.engines import get_engine_class, list_engines
+
+    plain, fits = [], []
+    for name in list_engines():
+        try:
+            cls = get_engine_class(name)
+        except VolsrError:
+            continue
+        if cls.learned:
+            fits.append((f"fit {name} on this stack", EngineChoice("fit", name)))
+        else:
+            desc = f" — {cls.description}" if cls.description else ""
+            plain.append((f"{name}{desc}", EngineChoice("engine", name)))
+    models = []
+    try:
+        from volsr.checkpoint import list_bundled_models
+
+        for info in list_bundled_models():
+            if info.get("engine", "?") == "?":
+                continue  # unreadable bundled file: listed by `volsr models`, not offered here
+            models.append((f"bundled model: {info['name']} ({info['engine']})",
+                           EngineChoice("model", info["engine"], info["name"])))
+    except (ImportError, VolsrError):
+        pass
+    for entry in MODEL_CATALOG.entries():
+        models.append((entry.label, EngineChoice("model", entry.engine, entry.path)))
+    order = {"linear": 0, "cubic": 1, "nearest": 2}
+    plain.sort(key=lambda item: (order.get(item[1].engine, 9), item[1].engine))
+    return plain + models + fits + [("model file…", EngineChoice("file", "msdsr"))]
+
+
+def default_choice(choices: list[EngineChoice]) -> EngineChoice | None:
+    """A bundled MSDSR model when one is installed (the method the plugin is for), else linear."""
+    for kind, engine in (("model", "msdsr"), ("engine", "linear")):
+        for c in choices:
+            if c.kind == kind and c.engine == engine and (kind == "engine" or not Path(str(c.model)).is_absolute()):
+                return c
+    return choices[0] if choices else None
+
+
+def restore_options(
+    choice: EngineChoice,
+    *,
+    z_factor: float,
+    spacing,
+    planes: str = "both",
+    fusion: str = "mean",
+    blur_sigma: float = 0.0,
+    device: str = "auto",
+    sampling_steps: int = 0,
+    n_samples: int = 1,
+    fit_steps: int = 0,
+    fit_minutes: float = 0.0,
+    fit_preset: str | None = None,
+    model_file=None,
+    model_out=None,
+    seed: int = 0,
+    float_output: bool = False,
+) -> dict:
+    """Keyword arguments for :func:`volsr.restore` from the widget's values.
+
+    Zero means "not set" for ``blur_sigma``, ``sampling_steps``, ``fit_steps`` and
+    ``fit_minutes`` (the library defaults then apply). Raises :class:`InputError` when a
+    model file is required but missing.
+    """
+    kw: dict = {
+        "engine": choice.engine,
+        "z_factor": float(z_factor),
+        "axes": "ZYX",
+        "spacing": tuple(spacing) if spacing is not None else None,
+        "planes": planes,
+        "fusion": fusion,
+        "blur_sigma": float(blur_sigma) if blur_sigma else None,
+        "device": device,
+        "seed": int(seed),
+        "output_dtype": "float32" if float_output else "same",
+    }
+    if choice.learned:
+        kw["n_samples"] = int(n_samples)
+        if sampling_steps:
+            kw["sampling_steps"] = int(sampling_steps)
+    if choice.kind == "model":
+        kw["model"] = choice.model
+    elif choice.kind == "file":
+        path = _path_or_none(model_file)
+        if path is None or not path.is_file():
+            raise InputError("choose a .volsr model file in 'model file' (or pick another engine)")
+        kw["model"] = str(path)
+    elif choice.kind == "fit":
+        if not fit_steps and not fit_minutes:
+            raise InputError("set a fit budget: 'fit steps' and/or 'fit minutes' must be > 0")
+        kw["fit_steps"] = int(fit_steps) if fit_steps else None
+        kw["fit_minutes"] = float(fit_minutes) if fit_minutes else None
+        if fit_preset:
+            kw["engine_options"] = {"preset": fit_preset}
+        out = _path_or_none(model_out)
+        if out is not None:
+            kw["model_out"] = str(out)
+    return kw
+
+
+def _path_or_none(value) -> Path | None:
+    """FileEdit values: '' / '.' mean unset."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    if s in ("", "."):
+        return None
+    return Path(s).expanduser()
+
+
+def restored_layer_kwargs(source_layer, result) -> dict:
+    """``add_image`` keywords for a restoration of ``source_layer``.
+
+    The new scale is the result's (z, y, x) spacing — z becomes the restored plane spacing,
+    y/x stay the source's — and the translate, colormap, blending and contrast limits are the
+    source's, so both layers overlay in world coordinates and look alike.
+    """
+    sz, sy, sx = (float(s) for s in result.spacing)
+    src_scale = tuple(float(s) for s in source_layer.scale[-3:])
+    # the widget passes the layer's scale as spacing, so sz is in the layer's units; y/x are kept exactly
+    scale = (sz, src_scale[1], src_scale[2])
+    name = f"{source_layer.name} (volsr {result.engine.name})"
+    return {
+        "name": name,
+        "scale": scale,
+        "translate": tuple(float(t) for t in source_layer.translate[-3:]),
+        "contrast_limits": tuple(float(c) for c in source_layer.contrast_limits),
+        "colormap": source_layer.colormap.name,
+        "blending": source_layer.blending,
+        "metadata": {
+            "volsr": {
+                "source": source_layer.name,
+                "engine": result.engine.name,
+                "z_factor": float(result.z_factor),
+                "spacing": (sz, src_scale[1], src_scale[2]),
+                "model_path": str(result.model_path) if result.model_path else None,
+                "timings": dict(result.timings),
+            }
+        },
+    }
+
+
+class RestoreWidget(Container):
+    """Dock widget: restore the selected z-stack layer to isotropic z sampling."""
+
+    def __init__(self, napari_viewer):
+        guard_triton_llvm_clash()
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self._source = None
+        self._plan: dict = {}
+        self._relay = ProgressRelay()
+        self._relay.progressed.connect(self._on_progress)
+
+        self.layer = ComboBox(label="image layer", choices=self._layer_choices, nullable=True)
+        self.z_factor = FloatSpinBox(label="z factor", value=1.0, min=0.0, max=1000.0, step=0.05,
+                                     tooltip="z spacing / xy spacing; pre-filled from the layer's scale")
+        self.shape_info = Label(value="")
+        self.engine = ComboBox(label="engine / model", choices=self._engine_choices)
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.volsr")
+        self.fit_steps = SpinBox(label="fit steps", value=0, min=0, max=10_000_000,
+                                 tooltip="training steps for 'fit on this stack' (0 = no step limit)")
+        self.fit_minutes = FloatSpinBox(label="fit minutes", value=4.0, min=0.0, max=100_000.0, step=0.5,
+                                        tooltip="time budget for 'fit on this stack' (0 = no time limit)")
+        self.fit_preset = ComboBox(label="fit network size", choices=["small", "tiny", "paper"], value="small",
+                                   tooltip="tiny: seconds (demo quality); small: minutes on a CPU; paper: GPU")
+        self.model_out = FileEdit(label="save fitted model", mode="w", filter="*.volsr",
+                                  tooltip="optional: where to save the model fitted on this stack")
+        self.sampling_steps = SpinBox(label="sampling steps", value=0, min=0, max=10_000,
+                                      tooltip="denoising steps for diffusion models (0 = the model's default)")
+        self.n_samples = SpinBox(label="samples", value=1, min=1, max=64,
+                                 tooltip=">1: average several samples and add a per-voxel std layer")
+        self.planes = ComboBox(label="planes", choices=["both", "xz", "yz"], value="both")
+        self.fusion = ComboBox(label="fusion", choices=["mean", "geometric"], value="mean")
+        self.blur = FloatSpinBox(label="blur sigma", value=0.0, min=0.0, max=10.0, step=0.1,
+                                 tooltip="3D Gaussian post-blur (0 = off; the paper's ablation used 0.5)")
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
+        self.float_output = CheckBox(text="float32 output", value=False)
+        self.run_button = PushButton(text="Restore")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.layer, self.z_factor, self.shape_info, self.engine, self.model_file, self.fit_steps,
+            self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.n_samples, self.planes,
+            self.fusion, self.blur, self.device, self.float_output, self.run_button, self.cancel_button,
+            self.progress, self.status,
+        ])
+        self.layer.changed.connect(self._on_layer_changed)
+        self.z_factor.changed.connect(self._update_shape_info)
+        self.engine.changed.connect(self._update_visibility)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        MODEL_CATALOG.changed.connect(self._on_catalog_changed)
+        if napari_viewer is not None:
+            events = napari_viewer.layers.events
+            for ev in (events.inserted, events.removed, events.reordered):
+                ev.connect(self._refresh_layers)
+        self._refresh_layers()
+        choice = default_choice(list(self.engine.choices))
+        if choice is not None:
+            self.engine.value = choice
+        self._update_visibility()
+
+    # -- choices ---------------------------------------------------------------------------
+    def _layer_choices(self, _widget=None):
+        return image_layers(self.viewer)
+
+    def _engine_choices(self, _widget=None):
+        return engine_choices()
+
+    def _refresh_layers(self, event=None):
+        self.layer.reset_choices()
+        if self.layer.value is None and self.layer.choices:
+            # prefer the newest 3D image layer (e.g. the sample just opened)
+            for layer in reversed(self.layer.choices):
+                if layer is not None and layer.ndim == 3 and not getattr(layer, "rgb", False):
+                    self.layer.value = layer
+                    break
+
+    def _on_catalog_changed(self):
+        try:
+            self.engine.reset_choices()
+        except RuntimeError:  # the Qt widget was deleted (dock closed): stop listening
+            MODEL_CATALOG.changed.disconnect(self._on_catalog_changed)
+
+    def select_engine(self, kind: str, engine: str | None = None, model: str | None = None) -> EngineChoice:
+        """Select the first engine-list entry matching ``kind`` (and ``engine``/``model`` if given)."""
+        for choice in self.engine.choices:
+            if choice.kind == kind and engine in (None, choice.engine) and model in (None, choice.model):
+                self.engine.value = choice
+                return choice
+        raise InputError(f"no {kind} entry {engine or ''} {model or ''} in the engine list")
+
+    # -- reacting to the form --------------------------------------------------------------
+    def _on_layer_changed(self, layer=None):
+        layer = self.layer.value
+        if layer is not None and layer.ndim >= 3:
+            f = z_factor_from_scale(layer.scale)
+            if f is not None:
+                self.z_factor.value = round(f, 4)
+        self._update_shape_info()
+
+    def _update_shape_info(self, *_):
+        layer = self.layer.value
+        if layer is None:
+            self.shape_info.value = "open a z-stack or File > Open Sample > volsr"
+            return
+        if layer.ndim != 3 or getattr(layer, "rgb", False):
+            self.shape_info.value = f"'{layer.name}' is not a single-channel z-stack"
+            return
+        from volsr.sampling import OutputGrid
+
+        z, y, x = layer.data.shape
+        f = self.z_factor.value
+        hint = ""
+        if z_factor_from_scale(layer.scale) == 1.0:
+            hint = " — layer scale is isotropic: set the z factor"
+        try:
+            n_out = OutputGrid(z, f).n_out if z >= 2 else z
+            self.shape_info.value = f"{z}x{y}x{x} -> {n_out}x{y}x{x}{hint}"
+        except (VolsrError, ValueError):
+            self.shape_info.value = f"z factor {f:g} is not valid (needs >= 1){hint}"
+
+    def _update_visibility(self, *_):
+        choice = self.engine.value
+        kind = choice.kind if choice is not None else "engine"
+        self.model_file.visible = kind == "file"
+        for w in (self.fit_steps, self.fit_minutes, self.fit_preset, self.model_out):
+            w.visible = kind == "fit"
+        for w in (self.sampling_steps, self.n_samples):
+            w.visible = kind != "engine"
+
+    # -- running -----------------------------------------------------------------------------
+    def options(self) -> dict:
+        """The :func:`volsr.restore` keywords for the current form (raises on bad input)."""
+        layer = self.layer.value
+        check_image_layer(layer, purpose="restoration")
+        return restore_options(
+            self.engine.value, z_factor=self.z_factor.value, spacing=layer_spacing(layer),
+            planes=self.planes.value, fusion=self.fusion.value, blur_sigma=self.blur.value,
+            device=self.device.value, sampling_steps=self.sampling_steps.value, n_samples=self.n_samples.value,
+            fit_steps=self.fit_steps.value, fit_minutes=self.fit_minutes.value,
+            fit_preset=self.fit_preset.value, model_file=self.model_file.value,
+            model_out=self.model_out.value, float_output=self.float_output.value,
+        )
+
+    def run(self, *_) -> Job | None:
+        """Start restoring the selected layer; returns the job (None if the form was refused)."""
+        if self.job is not None and self.job.running:
+            notify_info("a restoration is already running; cancel it first")
+            return None
+        try:
+            layer = self.layer.value
+            data = check_image_layer(layer, purpose="restoration")
+            kwargs = self.options()
+            from volsr.sampling import check_factor
+
+            check_factor(kwargs["z_factor"])
+        except VolsrError as err:
+            notify_error(str(err))
+            return None
+        import volsr
+
+        self._source = layer
+        _, ny, nx = data.shape
+        planes = kwargs["planes"]
+        self._plan = {"xz": ny if planes in ("both", "xz") else 0, "yz": nx if planes in ("both", "yz") else 0}
+        self._plan["total"] = self._plan["xz"] + self._plan["yz"]
+        self.progress.max = max(1, self._plan["total"])
+        self.progress.value = 0
+        self.status.value = "starting…"
+        self.job = Job(volsr.restore, {"source": data, "progress": self._relay, **kwargs}, self._on_done)
+        self._set_running(True)
+        self.job.start()
+        return self.job
+
+    def cancel(self, *_) -> None:
+        """Ask the running restoration to stop at the next batch (nothing is added)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.status.value = "cancelling…"
+            self.cancel_button.enabled = False
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _on_progress(self, stage: str, done: int, total: int, info: dict) -> None:
+        if self.job is None or not self.job.running:
+            return
+        if stage == "fit":
+            self.progress.max = max(1, total)
+            self.progress.value = min(done, total)
+            loss = info.get("loss")
+            self.status.value = f"fitting: step {done}/{total}" + (f", loss {loss:.4f}" if loss is not None else "")
+        elif stage in ("xz", "yz"):
+            offset = self._plan.get("xz", 0) if stage == "yz" else 0
+            total_all = self._plan.get("total") or total
+            self.progress.max = max(1, total_all)
+            self.progress.value = min(offset + done, total_all)
+            self.status.value = f"restoring: {offset + done}/{total_all} slices ({stage.upper()})"
+        elif stage == "blur":
+            self.status.value = "blurring"
+        else:
+            self.status.value = f"{stage}: {done}/{total}"
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self._set_running(False)
+        if outcome.cancelled:
+            self.status.value = "cancelled"
+            self.progress.value = 0
+            notify_info("volsr restoration cancelled; nothing was added")
+            return
+        if outcome.error is not None:
+            self.status.value = "failed"
+            notify_error(outcome.error)
+            return
+        result = outcome.value
+        source = self._source
+        kwargs = restored_layer_kwargs(source, result)
+        self.viewer.add_image(result.data, **kwargs)
+        if result.std is not None:
+            std_kwargs = {k: v for k, v in kwargs.items() if k in ("scale", "translate", "metadata")}
+            self.viewer.add_image(result.std, name=f"{kwargs['name']} std", colormap="magma", blending="additive",
+                                  visible=False, **std_kwargs)
+        if result.model_path is not None and self.engine.value is not None and self.engine.value.kind == "fit":
+            MODEL_CATALOG.add(result.model_path, result.engine.name)
+        self.progress.value = self.progress.max
+        secs = sum(result.timings.values()) if result.timings else 0.0
+        self.status.value = f"done: {kwargs['name']} {result.data.shape} in {secs:.1f} s"

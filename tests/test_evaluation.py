@@ -1,0 +1,180 @@
+"""Protocols (paired 2D, 3D), report files, and the `volsr score` / `volsr eval` commands."""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+
+from volsr.errors import OutputError, VolsrError
+from volsr.evaluation import (
+    COLUMNS,
+    evaluate,
+    evenly_spaced_rows,
+    paired_2d,
+    paper_tables,
+    parse_variant,
+    volume_3d,
+    write_report,
+)
+
+
+@pytest.fixture(scope="module")
+def hr():
+    rng = np.random.default_rng(0)
+    v = gaussian_filter(rng.normal(size=(40, 40, 40)), 1.5)
+    return (1000 + 300 * v / v.std()).astype(np.float32)
+
+
+def test_evenly_spaced_rows_match_the_paper():
+    assert [int(evenly_spaced_rows(48, f).sum()) for f in (2, 4, 8)] == [24, 12, 6]
+    assert np.flatnonzero(evenly_spaced_rows(48, 8)).tolist() == [0, 8, 16, 24, 32, 40]
+    with pytest.raises(VolsrError, match="fewer than 2 rows"):
+        evenly_spaced_rows(8, 8)
+
+
+def test_parse_variant():
+    assert parse_variant("both") == {"planes": "both", "fusion": "mean", "blur_sigma": None}
+    assert parse_variant("xz+blur", 0.7) == {"planes": "xz", "fusion": "xz", "blur_sigma": 0.7}
+    with pytest.raises(VolsrError, match="variant"):
+        parse_variant("xy")
+
+
+def test_paired_2d(hr):
+    t = paired_2d(np.moveaxis(hr, 0, 0), ["nearest", "linear"], (2, 4), crop=32, n_crops=120, seed=0)
+    assert list(t.columns) == COLUMNS and set(t["protocol"]) == {"2d"}
+    assert len(t) == 2 * 2 * 5  # engines x factors x (fid + ssim/psnr x restored/all)
+
+    def val(engine, f, metric, rows):
+        sel = (t.engine == engine) & (t.factor == f) & (t.metric == metric) & (t.rows == rows)
+        return float(t[sel]["value"].iloc[0])
+
+    for f in (2, 4):
+        assert val("linear", f, "ssim", "restored") > val("nearest", f, "ssim", "restored")
+        assert val("linear", f, "fid", "all") < val("nearest", f, "fid", "all")
+        # measured rows are exact, so counting them can only raise PSNR
+        assert val("linear", f, "psnr", "restored") < val("linear", f, "psnr", "all")
+    assert val("linear", 2, "psnr", "restored") > val("linear", 4, "psnr", "restored")
+
+
+def test_volume_3d_metrics_and_reproducibility(hr):
+    kw = dict(factors=(2, 4), variants=("both", "xz+blur"), crop=24, n_crops=100, n_tiles=32, spectra_tile=16)
+    r = volume_3d(hr, ["linear"], **kw)
+    t = r.table
+    assert set(t.engine) == {"ground-truth", "linear"}
+    lin = t[(t.engine == "linear") & (t.variant == "both")]
+    for f in (2, 4):
+        sub = lin[lin.factor == f]
+        assert set(sub[sub.metric == "fid"]["axis"]) == {"xy", "xz", "yz"}
+        fids = sub[sub.metric == "fid"].set_index("axis")["value"]
+        sf = float(sub[sub.metric == "slice_fid"]["value"].iloc[0])
+        assert sf == pytest.approx(fids.mean())
+        assert len(sub[sub.metric == "ssim"]) == 6 and len(sub[sub.metric == "psnr"]) == 6
+    gt = t[(t.engine == "ground-truth") & (t.metric == "isotropy_gap")]["value"]
+    gap4 = lin[(lin.factor == 4) & (lin.metric == "isotropy_gap")]["value"].iloc[0]
+    assert gap4 > gt.max()
+    sf = lambda f: float(lin[(lin.factor == f) & (lin.metric == "slice_fid")]["value"].iloc[0])  # noqa: E731
+    assert sf(4) > sf(2)
+    assert ("linear", "xz+blur", 4) in r.examples and r.examples[("linear", "both", 2)].shape == (39, 40)
+    assert set(r.spectra.columns) == {"engine", "variant", "factor", "axis", "frequency", "log_power"}
+    again = volume_3d(hr, ["linear"], **kw)
+    pd.testing.assert_frame_equal(t, again.table)
+    with pytest.raises(VolsrError, match="integers"):
+        volume_3d(hr, ["linear"], factors=(2.5,))
+    with pytest.raises(VolsrError, match="crop"):
+        volume_3d(hr, ["linear"], factors=(8,), crop=48)
+
+
+def test_write_report_and_tables(hr, tmp_path):
+    r = evaluate(hr, ["nearest", "linear"], (2,), crop=24, n_crops=80, features="lowlevel", n_tiles=16,
+                 spectra_tile=16)
+    tabs = paper_tables(r.table)
+    assert set(tabs) == {"paired_2d", "fid_3d", "paired_3d", "isotropy_3d"}
+    assert list(tabs["fid_3d"].columns) == ["2x XY", "2x YZ", "2x XZ", "2x SliceFID"]
+    assert list(tabs["fid_3d"].index) == ["ground-truth", "nearest", "linear"]
+    paths = write_report(r, tmp_path / "out")
+    for name in ("results.csv", "tables.md", "spectra.csv", "fid_per_axis.png", "radial_spectra.png",
+                 "xz_examples.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert "NOT comparable" in paths["tables"].read_text()
+    back = pd.read_csv(paths["results"], keep_default_na=False)
+    assert np.allclose(back["value"].astype(float), r.table["value"])
+    with pytest.raises(OutputError, match="overwrite"):
+        write_report(r, tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def hr_file(hr, tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    path = d / "hr.tif"
+    tifffile.imwrite(path, hr)
+    return path
+
+
+def test_cli_eval_writes_files_reproducible_from_api(hr, hr_file, tmp_path, capsys):
+    from volsr.cli import main
+
+    out = tmp_path / "res"
+    rc = main(["eval", str(hr_file), "--features", "lowlevel", "--factors", "2", "--engines", "nearest", "linear",
+               "--crop", "24", "--n-crops", "80", "--seed", "1", "--out", str(out), "-q", "--device", "cpu"])
+    assert rc == 0
+    for name in ("results.csv", "tables.md", "spectra.csv", "fid_per_axis.png", "radial_spectra.png",
+                 "xz_examples.png"):
+        assert (out / name).exists()
+    api = evaluate(hr, ["nearest", "linear"], (2,), crop=24, n_crops=80, seed=1, features="lowlevel", device="cpu")
+    cli = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(cli) == len(api.table)
+    assert np.allclose(cli["value"].astype(float), api.table["value"], rtol=1e-12, atol=0)
+    rc = main(["eval", str(hr_file), "--features", "lowlevel", "--factors", "2", "--engines", "linear",
+               "--crop", "24", "--n-crops", "80", "--out", str(out), "-q"])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_score(hr, hr_file, tmp_path, capsys):
+    from volsr.cli import main
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for i in range(0, 40, 4):
+        tifffile.imwrite(refs / f"ref{i:02d}.tif", hr[i])
+    args = ["score", str(hr_file), "--reference", str(refs), "--features", "lowlevel", "--crop", "24",
+            "--n-crops", "100", "--n-tiles", "16", "--tile", "16"]
+    assert main(args + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"fid_xy", "fid_xz", "fid_yz", "slice_fid", "isotropy_gap"} <= set(res)
+    assert res["slice_fid"] == pytest.approx((res["fid_xy"] + res["fid_xz"] + res["fid_yz"]) / 3)
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "SliceFID" in text and "isotropy gap" in text and "NOT comparable" in text
+    # inception without weights: a clear error, exit code 2, nothing silently replaced
+    assert main(["score", str(hr_file), "--reference", str(refs), "--inception-weights",
+                 str(tmp_path / "missing.pth")]) == 2
+    assert "missing.pth" in capsys.readouterr().err
+
+
+def test_add_parsers_on_a_local_parser():
+    from volsr.cli_eval import add_parsers, cmd_eval, cmd_score
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="cmd"))
+    a = parser.parse_args(["eval", "x.tif", "--factors", "2", "4", "--engines", "linear"])
+    assert a.func is cmd_eval and a.factors == [2, 4] and a.features == "inception" and a.seed == 0
+    a = parser.parse_args(["score", "x.tif", "--reference", "refs", "--features", "lowlevel"])
+    assert a.func is cmd_score and a.crop == 48
+
+
+def test_load_reference_folder(tmp_path, hr):
+    from skimage.io import imsave
+
+    from volsr.cli_eval import load_reference
+
+    img = (np.clip((hr[0] - hr.min()) / np.ptp(hr), 0, 1) * 255).astype(np.uint8)
+    imsave(tmp_path / "a.png", img, check_contrast=False)
+    tifffile.imwrite(tmp_path / "b.tif", hr[:5])  # a stack contributes its XY planes
+    refs = load_reference(tmp_path)
+    assert len(refs) == 6 and all(r.shape == (1, 40, 40) for r in refs)
+    with pytest.raises(VolsrError, match="does not exist"):
+        load_reference(tmp_path / "nope")

@@ -1,0 +1,42 @@
+"""volsr: isotropic restoration of anisotropic microscopy z-stacks (masked-slice diffusion).
+
+Three lines from a file to an isotropic stack::
+
+    import volsr
+    result = volsr.restore("stack.tif", engine="linear")      # or the default, engine="msdsr"
+    result.save("stack_volsr.tif")
+"""
+
+__version__ = "0.1.0"
+
+from .api import RestoreResult, restore  # noqa: E402
+from .engines import create_engine, list_engines, load_engine  # noqa: E402
+from .errors import Cancelled, InputError, ModelFileError, OutputError, VolsrError  # noqa: E402
+from .sampling import OutputGrid  # noqa: E402
+
+__all__ = [
+    "Cancelled",
+    "InputError",
+    "ModelFileError",
+    "OutputError",
+    "OutputGrid",
+    "RestoreResult",
+    "Stack",
+    "VolsrError",
+    "__version__",
+    "create_engine",
+    "list_engines",
+    "load_engine",
+    "read_stack",
+    "restore",
+    "write_stack",
+]
+
+
+def __getattr__(name):
+    # I/O is imported on first use so `import volsr` stays light and never fails on optional readers.
+    if name in ("Stack", "read_stack", "write_stack"):
+        from . import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'volsr' has no attribute {name!r}")

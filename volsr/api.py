@@ -1,0 +1,260 @@
+"""The Python API: one call from a stack (path, array or :class:`Stack`) to an isotropic one.
+
+Data flow (one way): file -> Stack (axes, spacing, array) -> normalised (C, Z, Y, X) ->
+planes -> engine -> fused volume -> inverse normalisation -> array in the input's axes
+order and dtype. The CLI, the napari widget and the notebooks all call :func:`restore`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .engines import Engine, create_engine, load_engine, resolve_device
+from .errors import InputError, VolsrError
+from .normalize import PercentileNormalizer
+from .sampling import OutputGrid, check_factor
+from .volume import check_options, restore_volume
+
+DEFAULT_ENGINE = "msdsr"
+DEFAULT_FIT_MINUTES = 4.0
+"""Self-supervised fit budget when neither fit_steps nor fit_minutes is given."""
+
+
+@dataclass
+class RestoreResult:
+    """What :func:`restore` returns: the restored array plus everything needed to save it."""
+
+    data: np.ndarray
+    axes: str
+    spacing: tuple[float, float, float]
+    unit: str | None
+    z_factor: float
+    grid: OutputGrid
+    engine: Engine
+    std: np.ndarray | None = None
+    model_path: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write :attr:`data` with the new spacing (OME-TIFF for .tif); atomic."""
+        from .io import write_stack
+
+        return write_stack(path, self.data, self.axes, spacing=self.spacing, unit=self.unit, overwrite=overwrite)
+
+
+def as_stack(source, axes: str | None = None, spacing=None):
+    """Path / ndarray / Stack -> Stack (axes given here override the file's)."""
+    from .axes import default_axes
+    from .io import Stack, read_stack
+
+    if isinstance(source, Stack):
+        if axes is not None and axes != source.axes:
+            return Stack(data=source.data, axes=axes.upper(), spacing=source.spacing, unit=source.unit, path=source.path)
+        return source
+    if isinstance(source, (str, Path)):
+        return read_stack(source, axes=axes)
+    if hasattr(source, "shape") and hasattr(source, "dtype"):
+        arr = np.asarray(source)
+        ax = (axes or default_axes(arr.ndim)).upper()
+        sp = tuple(spacing) if spacing is not None else (None, None, None)
+        return Stack(data=arr, axes=ax, spacing=sp, unit=None, path=None)
+    raise InputError(f"cannot restore a {type(source).__name__}; pass a file path, a NumPy array or a volsr Stack")
+
+
+def check_finite(volume: np.ndarray) -> None:
+    """Refuse NaN/Inf voxels: they would spread through normalisation and every engine."""
+    if np.issubdtype(volume.dtype, np.floating):
+        bad = ~np.isfinite(volume)
+        if bad.any():
+            raise InputError(
+                f"the stack has {int(bad.sum())} NaN/Inf voxels; replace them first (e.g. np.nan_to_num) and retry"
+            )
+
+
+def to_dtype(volume: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast to the input dtype: round and clip integers to their range, keep floats."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(volume), info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return volume >= 0.5
+    return volume.astype(dtype, copy=False)
+
+
+def resolve_factor(z_factor, stack) -> float:
+    if z_factor is not None:
+        return check_factor(z_factor)
+    f = stack.z_factor
+    if f is None:
+        raise InputError(
+            "the file has no z/xy voxel spacing, so the z factor is unknown; pass --z-factor F "
+            "(z spacing / xy spacing, e.g. 4)"
+        )
+    if not np.isfinite(f) or f < 1:
+        raise InputError(
+            f"the spacing in the file gives z factor {f:g} (z spacing / xy spacing); it must be >= 1 — "
+            "check the metadata or pass --z-factor"
+        )
+    return float(f)
+
+
+def prepare_engine(
+    engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
+    engine_options: dict,
+) -> tuple[Engine, Path | None]:
+    """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack."""
+    dev = resolve_device(device)
+    if isinstance(engine, Engine):
+        eng = engine.to(dev)
+        if eng.learned and not getattr(eng, "trained", True) and model is None:
+            raise VolsrError(f"engine '{eng.name}' is untrained; fit it first or pass a model file")
+        if model is None:
+            return eng, None
+    if model is not None:
+        eng = load_engine(model, device=dev)
+        if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
+            raise VolsrError(f"--engine {engine} was asked for but the model file is a '{eng.name}' model")
+        return eng, Path(str(model))
+    eng = create_engine(engine, device=dev, **engine_options)
+    if not eng.learned:
+        return eng, None
+    if fit_steps is not None and int(fit_steps) <= 0:
+        raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
+    if fit_steps is None and fit_minutes is None:
+        fit_minutes = DEFAULT_FIT_MINUTES
+    report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress)
+    eng.provenance.update({"fit": "self-supervised on the XY planes of the input stack", "fit_report": {
+        k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
+    saved = None
+    if model_out is not None:
+        saved = eng.save(model_out, overwrite=True)
+    return eng, saved
+
+
+def restore(
+    source,
+    *,
+    engine: str | Engine = DEFAULT_ENGINE,
+    model: str | Path | None = None,
+    z_factor: float | None = None,
+    axes: str | None = None,
+    spacing=None,
+    planes: str = "both",
+    fusion: str = "mean",
+    blur_sigma: float | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    fit_steps: int | None = None,
+    fit_minutes: float | None = None,
+    model_out: str | Path | None = None,
+    seed: int = 0,
+    n_samples: int = 1,
+    sampling_steps: int | None = None,
+    output_dtype: str = "same",
+    progress: Callable[..., None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    engine_options: dict | None = None,
+) -> RestoreResult:
+    """Restore an anisotropic z-stack to (near) isotropic z sampling.
+
+    Parameters
+    ----------
+    source : str, Path, numpy.ndarray or Stack
+        The stack. Arrays without ``axes`` are read as YX / ZYX / CZYX by dimension.
+    engine : str or Engine
+        ``msdsr`` (default), ``msunet``, ``e2e-unet``, ``nearest``, ``linear``, ``cubic``, or
+        an engine instance. A learned engine with no ``model`` is fitted on the stack's own
+        XY planes first (self-supervised), within ``fit_steps`` / ``fit_minutes``.
+    model : path or bundled model name, optional
+        A ``.volsr`` model file (its engine is used).
+    z_factor : float, optional
+        z spacing / xy spacing (>= 1). Default: from the file's voxel spacing.
+    planes, fusion, blur_sigma, batch_size, n_samples
+        See :func:`volsr.volume.restore_volume`.
+    device : {'auto', 'cpu', 'cuda'}
+    model_out : path, optional
+        Where to save a model fitted here (for reuse).
+    sampling_steps : int, optional
+        Denoising steps for diffusion engines (default: the model's).
+    output_dtype : {'same', 'float32'}
+        ``same`` rounds/clips to the input dtype; ``float32`` keeps full precision.
+    progress : callable(stage, done, total, **info), optional
+    cancel : callable() -> bool, optional
+        Polled between batches; True raises :class:`volsr.errors.Cancelled`.
+
+    Returns
+    -------
+    RestoreResult
+
+    Examples
+    --------
+    >>> import numpy as np, volsr
+    >>> stack = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+    >>> res = volsr.restore(stack, engine="linear", z_factor=2)
+    >>> res.data.shape, res.axes
+    ((9, 16, 16), 'ZYX')
+    """
+    from .axes import from_canonical
+
+    t0 = time.perf_counter()
+    planes, fusion = check_options(planes, fusion)
+    if output_dtype not in ("same", "float32"):
+        raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
+    stack = as_stack(source, axes=axes, spacing=spacing)
+    czyx = stack.canonical()
+    if czyx.shape[1] < 2:
+        raise InputError(
+            f"the input has a single z plane (axes {stack.axes}, shape {stack.data.shape}); "
+            "volsr needs a z-stack with at least 2 planes — check --axes"
+        )
+    check_finite(czyx)
+    factor = resolve_factor(z_factor, stack)
+    grid = OutputGrid(czyx.shape[1], factor)
+
+    normalizer = PercentileNormalizer().fit(czyx)
+    volume = normalizer.forward(czyx)
+    opts = dict(engine_options or {})
+    eng, model_path = prepare_engine(
+        engine, model, device, czyx, fit_steps=fit_steps, fit_minutes=fit_minutes, model_out=model_out,
+        seed=seed, progress=progress, engine_options=opts,
+    )
+    channels = getattr(eng, "cfg", {}).get("channels")
+    if channels is not None and channels != czyx.shape[0]:
+        raise InputError(
+            f"the model was trained for {channels} channel(s) but the stack has {czyx.shape[0]}; "
+            "use a matching model or fit a new one (omit --model)"
+        )
+    t1 = time.perf_counter()
+    kwargs: dict[str, Any] = {"seed": seed} if eng.learned else {}
+    if sampling_steps is not None:
+        kwargs["sampling_steps"] = int(sampling_steps)
+    # cancel reaches learned engines through restore_volume (it forwards it to engine.restore)
+    result = restore_volume(
+        volume, grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma, batch_size=batch_size,
+        n_samples=n_samples, progress=progress, cancel=cancel, **kwargs,
+    )
+    restored, std = result if isinstance(result, tuple) else (result, None)
+    restored = normalizer.inverse(restored)
+    restored[:, grid.positions] = czyx  # measured planes back bit-identical in input units
+    dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
+    data = from_canonical(to_dtype(restored, dtype), stack.axes)
+    if std is not None:
+        std = from_canonical((std * normalizer.scale.reshape(-1, 1, 1, 1)).astype(np.float32), stack.axes)
+
+    zs, ys, xs = stack.spacing
+    step = grid.out_spacing_factor
+    unit = stack.unit
+    if xs is None:
+        new_spacing, unit = (step, 1.0, 1.0), "pixel"
+    else:
+        new_spacing = (float(xs) * step, float(ys if ys is not None else xs), float(xs))
+    return RestoreResult(
+        data=data, axes=stack.axes, spacing=new_spacing, unit=unit, z_factor=factor, grid=grid, engine=eng,
+        std=std, model_path=model_path, timings={"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1},
+    )

@@ -1,0 +1,143 @@
+"""``volsr train`` and ``volsr models``: the training side of the command line.
+
+Thin over :func:`volsr.train.fit_engine` and :mod:`volsr.checkpoint`; the main ``volsr``
+parser (:mod:`volsr.cli`) wires these in with :func:`add_parsers`. Each sub-parser sets
+``func`` to its handler, ``handler(args) -> int`` (exit code). User errors are raised as
+:class:`volsr.errors.VolsrError` for the main CLI to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import Cancelled, OutputError, VolsrError
+
+__all__ = ["add_parsers", "run_train", "run_models", "LEARNED_ENGINES"]
+
+LEARNED_ENGINES = ("msdsr", "msunet", "e2e-unet")
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``models`` sub-commands to ``subparsers``."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on stacks and/or folders of 2D images",
+        description=(
+            "Train a learned engine on the XY planes of z-stacks and/or on folders of 2D images "
+            "(TIFF/PNG) and save one .volsr model file. Interrupt with Ctrl-C and continue with --resume."
+        ),
+    )
+    p.add_argument("paths", nargs="+", help="stack files and/or folders of 2D images")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.volsr)")
+    p.add_argument("--engine", default="msdsr", choices=LEARNED_ENGINES, help="engine to train (default msdsr)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-time budget; with --steps, stops at whichever comes first")
+    p.add_argument("--crop", type=int, default=None, help="training crop size in pixels (default: the engine's)")
+    p.add_argument("--batch-size", type=int, default=16, help="planes per step (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the engine's)")
+    p.add_argument("--preset", default="small", help="network size preset: small (CPU, default) or paper")
+    p.add_argument("--checkpoint", default=None,
+                   help="resumable checkpoint file (default: OUTPUT.ckpt next to the model)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    p.add_argument("--seed", type=int, default=0, help="random seed for crops, masks and noise (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(func=run_train)
+
+    m = subparsers.add_parser("models", help="list the bundled models",
+                              description="List the models shipped with volsr (usable as --model NAME).")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.set_defaults(func=run_models)
+
+
+def _checkpoint_path(args) -> Path:
+    return Path(args.checkpoint) if args.checkpoint else Path(str(args.output) + ".ckpt")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``volsr train``."""
+    from tqdm.auto import tqdm
+
+    from .data import as_plane_data
+    from .engines import create_engine
+
+    out = Path(args.output)
+    if args.steps is None and args.minutes is None:
+        raise VolsrError("give a training budget: --steps N and/or --minutes M")
+    if args.steps is not None and args.steps <= 0:
+        raise VolsrError(f"--steps must be a positive number of steps, got {args.steps}")
+    if args.minutes is not None and args.minutes <= 0:
+        raise VolsrError(f"--minutes must be positive, got {args.minutes}")
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another -o")
+    if not out.parent.exists():
+        raise OutputError(f"folder {out.parent} does not exist; create it first")
+    ckpt = _checkpoint_path(args)
+
+    opts = {"preset": args.preset}
+    if args.crop is not None:
+        opts["crop"] = args.crop
+    engine = create_engine(args.engine, device=args.device, **opts)
+    prep = getattr(engine, "prepare_training_data", None)
+    data = prep(args.paths, crop=args.crop) if prep else as_plane_data(args.paths, crop=engine.cfg.get("crop"))
+    budget = " and ".join(x for x in (f"{args.steps} steps" if args.steps else "",
+                                       f"{args.minutes:g} min" if args.minutes else "") if x)
+    print(f"volsr train: engine {engine.name} ({args.preset}) on {engine.device}; data: {data.describe()}; "
+          f"budget {budget}; checkpoints -> {ckpt}", file=sys.stderr)
+
+    bar = tqdm(total=args.steps or 0, desc=f"train {engine.name}", unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(stage, done, total, **info):
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        if "loss" in info:
+            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+        bar.refresh()
+
+    try:
+        report = engine.fit(
+            data, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            progress=progress, checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        )
+    except (KeyboardInterrupt, Cancelled):
+        bar.close()
+        print(f"\ninterrupted; the last state is in {ckpt} — run the same command with --resume to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    engine.provenance["command"] = "volsr train " + " ".join(str(p) for p in args.paths)
+    saved = engine.save(out, overwrite=True)
+    size = saved.stat().st_size / 1e6
+    resumed = f", resumed from step {report['resumed_from']}" if report["resumed_from"] is not None else ""
+    est = " (step count estimated from speed)" if report["estimated_total"] else ""
+    print(f"trained {report['steps']} steps{est}{resumed} in {report['minutes']:.1f} min, "
+          f"final loss {report['final_loss']:.4f}; model saved to {saved} ({size:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Handler of ``volsr models``."""
+    import json
+
+    from .checkpoint import bundled_models_dir, list_bundled_models
+
+    models = list_bundled_models()
+    if getattr(args, "json", False):
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print(f"no bundled models installed (looked in {bundled_models_dir()})")
+        return 0
+    rows = [("NAME", "ENGINE", "SIZE", "TRAINED ON")]
+    for m in models:
+        rows.append((m["name"], m["engine"], f"{m['size_bytes'] / 1e6:.1f} MB", str(m["trained_on"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    return 0

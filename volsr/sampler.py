@@ -1,0 +1,228 @@
+"""The conditional sampling loop of masked-slice diffusion (the "pipeline").
+
+Given planes whose measured rows are known, start every unknown pixel from Gaussian noise
+and run the reverse diffusion chain; before *every* network call the measured rows are
+written clean into ``x_t`` (MSDSR Eq. 5, ``c = b * x_H + (1 - b) * x_t``), and after the last
+step they are pasted once more so they come back exactly (the official code skipped that).
+
+The three diffusers-style parts stay separate: the *scheduler* (MONAI, step math,
+:mod:`volsr.models.schedule`), the *model* (any network ``net(x, timesteps=t)``) and this
+*pipeline*, which owns batching, padding/tiling, the noise generator, progress and cancel.
+
+Planes of any size
+------------------
+``mode='full'`` (default) runs the UNet fully convolutionally on the whole plane, reflect-
+padded at the bottom/right to the network's size multiple and cropped back. ``mode='tiles'``
+runs it on overlapping tiles of the training crop size inside *each* step (MONAI
+``sliding_window_inference``, Gaussian blending). Measured (small preset fitted on a 4x
+subsampled synthetic ``cells`` stack, 16 XZ planes of 61x256, 10 DDIM steps, 2 CPU cores):
+``full`` PSNR 25.44 dB / SSIM 0.854 in 9.6 s, ``tiles`` (48 px, 25 % overlap) 25.42 dB /
+0.850 in 17.4 s - the whole-plane run is as good and ~1.8x faster (tiles overlap, and every
+tile pays the network's border cost), so it is the default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import Cancelled
+from .masks import linear_fill
+
+MODES = ("full", "tiles")
+
+#: Pixels (per channel) per network call; ~4 planes of 64x256. Measured on 2 CPU cores
+#: (small preset): 4-plane chunks ran 1.7-2.5x faster per pixel than 16-64-plane chunks.
+DEFAULT_CHUNK_PIXELS = 1 << 16
+
+
+def _pad_mode(size: int, pad: int) -> str:
+    return "reflect" if pad < size else "replicate"
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (N, C, H, W) at the bottom/right to multiples of ``multiple`` (reflect; replicate when too small)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode=_pad_mode(h, ph))
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode=_pad_mode(w, pw))
+    return x
+
+
+@dataclass
+class MaskedSliceSampler:
+    """Reverse-diffusion sampler conditioned on known rows.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        ``network(x, timesteps=t) -> prediction`` with ``x`` (B, C[+1], H, W).
+    scheduler : MONAI scheduler
+        From :func:`volsr.models.schedule.sampling_scheduler` (respaced DDIM or DDPM).
+    model_timesteps : torch.LongTensor
+        Training timestep given to the network at each ``scheduler.timesteps`` entry.
+    mask_channel : bool
+        Append the known-row mask as an input channel (must match training).
+    linear_condition : bool
+        Append the linear interpolation of the known rows (:func:`volsr.masks.linear_fill`)
+        as ``C`` more input channels (SR3-style conditioning; must match training).
+    residual : bool
+        The network predicts ``x0 - linear`` (x0 prediction only): the output handed to the
+        scheduler is ``network(...) + linear``, so an untrained network reproduces linear
+        interpolation and training only has to learn the correction.
+    multiple : int
+        The network's size multiple (``2**(levels-1)``).
+    eta : float
+        DDIM noise (0 deterministic, 1 ancestral as in the paper's code); ignored by DDPM.
+    mode : {'full', 'tiles'}
+        Whole-plane run with padding, or overlapping tiles blended at every step.
+    tile : int, optional
+        Tile side for ``mode='tiles'`` (rounded up to ``multiple``; default the training crop).
+    tile_overlap : float
+        Overlap fraction of tiles in [0, 1).
+    chunk_pixels : int
+        Bound on pixels per network call; planes are processed in sub-batches of
+        ``max(1, chunk_pixels // (H * W))``.
+    """
+
+    network: torch.nn.Module
+    scheduler: object
+    model_timesteps: torch.Tensor
+    mask_channel: bool = True
+    linear_condition: bool = False
+    residual: bool = False
+    multiple: int = 1
+    eta: float = 0.0
+    mode: str = "full"
+    tile: int | None = None
+    tile_overlap: float = 0.25
+    chunk_pixels: int = DEFAULT_CHUNK_PIXELS
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not (0.0 <= float(self.eta) <= 1.0):
+            raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")
+        if not (0.0 <= float(self.tile_overlap) < 1.0):
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
+        if int(self.chunk_pixels) < 1:
+            raise ValueError(f"chunk_pixels must be >= 1, got {self.chunk_pixels!r}")
+        if self.mode == "tiles" and not self.tile:
+            raise ValueError("mode='tiles' needs a tile size (the training crop)")
+        from monai.networks.schedulers import DDIMScheduler
+
+        self._is_ddim = isinstance(self.scheduler, DDIMScheduler)  # DDIM's step takes eta
+        if self.residual and not self.linear_condition:
+            raise ValueError("residual=True adds the network output to the linear interpolation; "
+                             "it needs linear_condition=True")
+        if self.residual and getattr(self.scheduler, "prediction_type", "sample") != "sample":
+            raise ValueError("residual=True is defined for x0 ('sample') prediction only")
+
+    @property
+    def steps(self) -> int:
+        return int(len(self.model_timesteps))
+
+    # -- one network evaluation -------------------------------------------------------------
+    def _predict(self, x: torch.Tensor, m: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
+        out = self._network_output(x, m, t, cond)
+        return out + cond if self.residual else out
+
+    def _network_output(self, x: torch.Tensor, m: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        parts = [x]
+        if self.mask_channel:
+            parts.append(m.to(x.dtype).expand(n, 1, h, w))
+        if self.linear_condition:
+            parts.append(cond)
+        inp = torch.cat(parts, dim=1) if len(parts) > 1 else x
+        ts = torch.full((n,), int(t), dtype=torch.long, device=x.device)
+        if self.mode == "full":
+            out = self.network(pad_to_multiple(inp, self.multiple), timesteps=ts)
+            return out[:, :, :h, :w]
+        from monai.inferers import sliding_window_inference
+
+        side = int(math.ceil(int(self.tile) / self.multiple) * self.multiple)
+        pad_mode = "reflect" if min(h, w) > side else "replicate"
+
+        def predictor(z):
+            return self.network(z, timesteps=ts[:1].expand(z.shape[0]))
+
+        return sliding_window_inference(
+            inp, roi_size=(side, side), sw_batch_size=max(1, int(self.chunk_pixels) // (side * side)),
+            predictor=predictor, overlap=float(self.tile_overlap), mode="gaussian", padding_mode=pad_mode,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        known_values: torch.Tensor,
+        known: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        stage: str = "denoise",
+    ) -> torch.Tensor:
+        """Sample the unknown rows of ``known_values`` (N, C, H, W) in model units.
+
+        Parameters
+        ----------
+        known_values : torch.Tensor (N, C, H, W)
+            Values on known rows (anything elsewhere; never read).
+        known : torch.Tensor bool (H,) or (N, H)
+            True on measured rows.
+        generator : torch.Generator, optional
+            On ``known_values.device``; seeds the initial noise and the ancestral noise.
+        progress : callable(stage, done, total), optional
+            Called after every denoising step (``total = sub-batches * steps``).
+        cancel : callable() -> bool, optional
+            Checked before every step; True raises :class:`volsr.errors.Cancelled`.
+
+        Returns
+        -------
+        torch.Tensor (N, C, H, W); known rows equal ``known_values`` exactly.
+        """
+        x_known = known_values
+        n, c, h, w = x_known.shape
+        known = torch.as_tensor(known, dtype=torch.bool, device=x_known.device)
+        if known.ndim == 1:
+            known = known.expand(n, h)
+        if tuple(known.shape) != (n, h):
+            raise ValueError(f"known-row mask shape {tuple(known.shape)} does not fit planes (N={n}, H={h})")
+        per = max(1, int(self.chunk_pixels) // (h * w))
+        n_chunks = math.ceil(n / per)
+        total = n_chunks * self.steps
+        done = 0
+        out = torch.empty_like(x_known)
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            for start in range(0, n, per):
+                sl = slice(start, min(n, start + per))
+                xk = x_known[sl]
+                m = known[sl][:, None, :, None]
+                cond = linear_fill(xk, known[sl]) if self.linear_condition else None
+                x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
+                for idx, t in zip(self.scheduler.timesteps.tolist(), self.model_timesteps.tolist()):
+                    if cancel is not None and cancel():
+                        raise Cancelled("sampling cancelled")
+                    x = torch.where(m, xk, x)
+                    pred = self._predict(x, m, t, cond)
+                    if self._is_ddim:
+                        x, _ = self.scheduler.step(pred, idx, x, eta=float(self.eta), generator=generator)
+                    else:
+                        x, _ = self.scheduler.step(pred, idx, x, generator=generator)
+                    done += 1
+                    if progress is not None:
+                        progress(stage, done, total)
+                out[sl] = torch.where(m, xk, x)
+        finally:
+            self.network.train(was_training)
+        return out

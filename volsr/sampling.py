@@ -1,0 +1,98 @@
+"""Where measured planes sit on the output grid, and the row masks derived from it.
+
+Convention (DESIGN.md section 3): ``Z`` input planes with factor ``f`` (z spacing / xy
+spacing, ``f >= 1``, non-integer allowed) give ``round((Z - 1) * f) + 1`` output planes,
+and measured plane ``i`` sits at output row ``round(i * f)``. Every 2D plane handed to an
+engine has this sparse axis as its rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_factor(z_factor) -> float:
+    """Validate a z factor and return it as float; raise a clear error otherwise."""
+    try:
+        f = float(z_factor)
+    except (TypeError, ValueError):
+        raise InputError(f"z factor must be a number >= 1, got {z_factor!r}") from None
+    if not math.isfinite(f):
+        raise InputError(f"z factor must be a finite number >= 1, got {z_factor!r}")
+    if f < 1:
+        raise InputError(
+            f"z factor {f:g} < 1: volsr only adds planes (z spacing must be >= xy spacing); "
+            "pass --z-factor >= 1"
+        )
+    return f
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    """The output z grid of a restoration.
+
+    Parameters
+    ----------
+    n_in : int
+        Number of measured planes (>= 2).
+    factor : float
+        z spacing / xy spacing of the input (>= 1).
+
+    Examples
+    --------
+    >>> g = OutputGrid(4, 2.5)
+    >>> g.n_out, g.positions.tolist()
+    (9, [0, 2, 5, 8])
+    """
+
+    n_in: int
+    factor: float
+
+    def __post_init__(self):
+        if int(self.n_in) < 2:
+            raise InputError(
+                f"need at least 2 z planes to restore between them, got {self.n_in}; "
+                "is this a 2D image, or are the axes wrong (see --axes)?"
+            )
+        object.__setattr__(self, "n_in", int(self.n_in))
+        object.__setattr__(self, "factor", check_factor(self.factor))
+
+    @property
+    def n_out(self) -> int:
+        """Number of output planes: ``round((n_in - 1) * factor) + 1``."""
+        return int(round((self.n_in - 1) * self.factor)) + 1
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Output row of each measured plane: ``round(i * factor)`` (int64, strictly increasing)."""
+        return np.round(np.arange(self.n_in) * self.factor).astype(np.int64)
+
+    @property
+    def known_mask(self) -> np.ndarray:
+        """Boolean mask over output rows, True where a measured plane sits."""
+        mask = np.zeros(self.n_out, dtype=bool)
+        mask[self.positions] = True
+        return mask
+
+    @property
+    def out_spacing_factor(self) -> float:
+        """Output z spacing in units of the xy spacing (exactly 1 only for integer factors)."""
+        return (self.n_in - 1) * self.factor / (self.n_out - 1)
+
+    def place(self, planes: np.ndarray, axis: int = 0, fill: float = 0.0) -> np.ndarray:
+        """Lay measured planes (``n_in`` along ``axis``) on the output grid, unknown rows = ``fill``."""
+        planes = np.asarray(planes)
+        if planes.shape[axis] != self.n_in:
+            raise InputError(f"expected {self.n_in} planes along axis {axis}, got {planes.shape[axis]}")
+        shape = list(planes.shape)
+        shape[axis] = self.n_out
+        out = np.full(shape, fill, dtype=planes.dtype)
+        index = [slice(None)] * planes.ndim
+        index[axis] = self.positions
+        out[tuple(index)] = planes
+        return out
