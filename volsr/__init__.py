@@ -9,6 +9,12 @@ Three lines from a file to an isotropic stack::
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that spin while waiting make torch many times slower on a shared or busy CPU
+# (measured 15x on 2 cores under load); passive waiting costs nothing when the CPU is idle.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .api import RestoreResult, restore  # noqa: E402
 from .engines import create_engine, list_engines, load_engine  # noqa: E402
 from .errors import Cancelled, InputError, ModelFileError, OutputError, VolsrError  # noqa: E402

@@ -106,7 +106,7 @@ def resolve_factor(z_factor, stack) -> float:
 
 def prepare_engine(
     engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
-    engine_options: dict,
+    engine_options: dict, cancel=None,
 ) -> tuple[Engine, Path | None]:
     """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack."""
     dev = resolve_device(device)
@@ -128,7 +128,7 @@ def prepare_engine(
         raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
     if fit_steps is None and fit_minutes is None:
         fit_minutes = DEFAULT_FIT_MINUTES
-    report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress)
+    report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
     eng.provenance.update({"fit": "self-supervised on the XY planes of the input stack", "fit_report": {
         k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
     saved = None
@@ -200,8 +200,6 @@ def restore(
     >>> res.data.shape, res.axes
     ((9, 16, 16), 'ZYX')
     """
-    from .axes import from_canonical
-
     t0 = time.perf_counter()
     planes, fusion = check_options(planes, fusion)
     if output_dtype not in ("same", "float32"):
@@ -222,7 +220,7 @@ def restore(
     opts = dict(engine_options or {})
     eng, model_path = prepare_engine(
         engine, model, device, czyx, fit_steps=fit_steps, fit_minutes=fit_minutes, model_out=model_out,
-        seed=seed, progress=progress, engine_options=opts,
+        seed=seed, progress=progress, engine_options=opts, cancel=cancel,
     )
     channels = getattr(eng, "cfg", {}).get("channels")
     if channels is not None and channels != czyx.shape[0]:
@@ -231,7 +229,11 @@ def restore(
             "use a matching model or fit a new one (omit --model)"
         )
     t1 = time.perf_counter()
-    kwargs: dict[str, Any] = {"seed": seed} if eng.learned else {}
+    kwargs: dict[str, Any] = {}
+    if hasattr(eng, "reset_generator"):
+        eng.reset_generator(seed)  # one noise stream for the whole volume: reproducible, not repeated per batch
+    elif eng.learned:
+        kwargs["seed"] = seed
     if sampling_steps is not None:
         kwargs["sampling_steps"] = int(sampling_steps)
     # cancel reaches learned engines through restore_volume (it forwards it to engine.restore)
@@ -243,9 +245,9 @@ def restore(
     restored = normalizer.inverse(restored)
     restored[:, grid.positions] = czyx  # measured planes back bit-identical in input units
     dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
-    data = from_canonical(to_dtype(restored, dtype), stack.axes)
+    data = stack.from_canonical(to_dtype(restored, dtype))
     if std is not None:
-        std = from_canonical((std * normalizer.scale.reshape(-1, 1, 1, 1)).astype(np.float32), stack.axes)
+        std = stack.from_canonical((std * normalizer.scale.reshape(-1, 1, 1, 1)).astype(np.float32))
 
     zs, ys, xs = stack.spacing
     step = grid.out_spacing_factor

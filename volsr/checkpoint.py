@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,7 @@ def save_model(path: str | Path, *, engine: str, config: dict, state_dict: dict,
         if not isinstance(v, torch.Tensor):
             raise ModelFileError(f"state_dict entry {k!r} is a {type(v).__name__}, not a tensor")
         tensors[k] = v.detach().to("cpu").contiguous().clone()  # clone: no shared storage
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
+    tmp = _temporary_name(path)
     try:
         save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
@@ -129,6 +128,11 @@ def save_model(path: str | Path, *, engine: str, config: dict, state_dict: dict,
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _temporary_name(path: Path) -> str:
+    """A hidden sibling name; created with the user's normal permissions (mkstemp would force 0600)."""
+    return str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"))
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -304,8 +308,7 @@ def save_training_checkpoint(path: str | Path, state: dict) -> Path:
         raise OutputError(f"checkpoint folder {path.parent} does not exist; create it or choose another path")
     payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "volsr_version": _volsr_version(),
                **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
+    tmp = _temporary_name(path)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)

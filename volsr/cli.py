@@ -116,7 +116,7 @@ def cmd_infer(args) -> int:
 
     model = args.model
     if args.sample and model is None and args.engine == "msdsr" and not args.fit:
-        model = "sample"  # the bundled model: instant results on the bundled sample
+        model = "sample_model"  # the bundled model (`volsr models`): instant results on the bundled sample
     model_out = None
     from .engines import get_engine_class
 

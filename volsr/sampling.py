@@ -4,6 +4,10 @@ Convention (DESIGN.md section 3): ``Z`` input planes with factor ``f`` (z spacin
 spacing, ``f >= 1``, non-integer allowed) give ``round((Z - 1) * f) + 1`` output planes,
 and measured plane ``i`` sits at output row ``round(i * f)``. Every 2D plane handed to an
 engine has this sparse axis as its rows.
+
+The *training* row masks (random subsets as in the paper, regular strides with random phase
+and factor as at inference) live in :mod:`volsr.masks` and are re-exported here, so the
+known-row logic for inference and training is found from one place.
 """
 
 from __future__ import annotations
@@ -96,3 +100,6 @@ class OutputGrid:
         index[axis] = self.positions
         out[tuple(index)] = planes
         return out
+
+
+from .masks import MaskSampler, mask_sampler_from_config, random_rows, strided_rows  # noqa: E402,F401
