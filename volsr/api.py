@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .engines import Engine, create_engine, load_engine, resolve_device
-from .errors import InputError, VolsrError
+from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
 from .sampling import OutputGrid, check_factor
 from .volume import check_options, restore_volume
@@ -52,12 +52,16 @@ def as_stack(source, axes: str | None = None, spacing=None):
     from .axes import default_axes
     from .io import Stack, read_stack
 
-    if isinstance(source, Stack):
-        if axes is not None and axes != source.axes:
-            return Stack(data=source.data, axes=axes.upper(), spacing=source.spacing, unit=source.unit, path=source.path)
-        return source
     if isinstance(source, (str, Path)):
-        return read_stack(source, axes=axes)
+        source = read_stack(source, axes=axes)
+        axes = None
+    if isinstance(source, Stack):
+        if (axes is not None and axes.upper() != source.axes) or spacing is not None:
+            # axes / spacing given here override the file's (or the Stack's)
+            return Stack(data=source.data, axes=(axes or source.axes).upper(),
+                         spacing=tuple(spacing) if spacing is not None else source.spacing,
+                         unit=source.unit, path=source.path)
+        return source
     if hasattr(source, "shape") and hasattr(source, "dtype"):
         arr = np.asarray(source)
         ax = (axes or default_axes(arr.ndim)).upper()
@@ -110,6 +114,9 @@ def prepare_engine(
 ) -> tuple[Engine, Path | None]:
     """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack."""
     dev = resolve_device(device)
+    if model_out is not None and model is None and not Path(model_out).parent.exists():
+        # fail before a fit of minutes, not after it
+        raise OutputError(f"folder {Path(model_out).parent} does not exist; create it or choose another model path")
     if isinstance(engine, Engine):
         eng = engine.to(dev)
         if eng.learned and not getattr(eng, "trained", True) and model is None:
@@ -124,6 +131,12 @@ def prepare_engine(
     eng = create_engine(engine, device=dev, **engine_options)
     if not eng.learned:
         return eng, None
+    side = min(volume_czyx.shape[-2:])
+    crop = getattr(eng, "cfg", {}).get("crop")
+    if "crop" not in engine_options and isinstance(crop, int) and 8 <= side < crop // 2:
+        # a stack narrower than half the default training crop: fit on crops that fit it
+        # (otherwise the fit refuses the stack and `volsr infer` has no --crop to fix it)
+        eng = create_engine(engine, device=dev, **engine_options, crop=side // 8 * 8)
     if fit_steps is not None and int(fit_steps) <= 0:
         raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
     if fit_steps is None and fit_minutes is None:
@@ -175,6 +188,10 @@ def restore(
         A ``.volsr`` model file (its engine is used).
     z_factor : float, optional
         z spacing / xy spacing (>= 1). Default: from the file's voxel spacing.
+    axes : str, optional
+        Axes string of ``source`` (e.g. ``'ZCYX'``); overrides the file's.
+    spacing : (z, y, x), optional
+        Voxel spacing; overrides the file's (arrays have none otherwise).
     planes, fusion, blur_sigma, batch_size, n_samples
         See :func:`volsr.volume.restore_volume`.
     device : {'auto', 'cpu', 'cuda'}
@@ -202,6 +219,9 @@ def restore(
     """
     t0 = time.perf_counter()
     planes, fusion = check_options(planes, fusion)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
     if output_dtype not in ("same", "float32"):
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
     stack = as_stack(source, axes=axes, spacing=spacing)

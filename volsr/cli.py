@@ -61,10 +61,16 @@ def default_output(input_path: str | None) -> Path:
     return p.with_name(stem + "_volsr" + ext)
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Fail before any work when the output cannot be written."""
+def check_output(path: Path, overwrite: bool, what: str = "stack") -> None:
+    """Fail before any work when the output (a stack, or a ``what='model'`` file) cannot be written."""
+    from .io import SUPPORTED_EXTENSIONS, _extension
+
     if not path.parent.exists():
         raise OutputError(f"output folder {path.parent} does not exist; create it or choose another -o path")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name such as {path / 'stack_volsr.tif'}")
+    if what == "stack" and _extension(path) is None:
+        raise OutputError(f"{path.name}: unsupported output type; write one of {', '.join(SUPPORTED_EXTENSIONS)}")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it or choose another -o path")
 
@@ -114,6 +120,11 @@ def cmd_infer(args) -> int:
     if std_out is not None:
         check_output(std_out, args.overwrite)
 
+    if args.fit_steps is not None and args.fit_steps <= 0:
+        raise VolsrError(f"--fit-steps must be a positive number of steps, got {args.fit_steps}")
+    if args.fit_minutes is not None and not args.fit_minutes > 0:
+        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {args.fit_minutes:g}")
+
     model = args.model
     if args.sample and model is None and args.engine == "msdsr" and not args.fit:
         model = "sample_model"  # the bundled model (`volsr models`): instant results on the bundled sample
@@ -123,6 +134,7 @@ def cmd_infer(args) -> int:
     learned = get_engine_class(args.engine).learned
     if learned and model is None:
         model_out = Path(args.save_model) if args.save_model else out.with_suffix(".volsr")
+        check_output(model_out, args.overwrite, what="model")  # before a fit of minutes, not after it
         budget = f"{args.fit_steps} steps" if args.fit_steps else f"{args.fit_minutes or DEFAULT_FIT_MINUTES:g} min"
         print(f"volsr: no --model given: fitting a '{args.engine}' model on the stack's own XY planes "
               f"(budget {budget}); it will be saved to {model_out}", file=sys.stderr)

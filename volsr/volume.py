@@ -70,6 +70,15 @@ def blur_volume(volume: np.ndarray, sigma: float) -> np.ndarray:
     return volume
 
 
+def _batch_progress(progress: ProgressFn, axis: str, start: int, size: int, n: int) -> ProgressFn:
+    """Map an engine's (step done, steps total) inside one batch onto planes done along ``axis``."""
+
+    def report(stage: str, done: int, total: int, **info) -> None:
+        progress(axis, start + (size * done) // max(1, total), n)
+
+    return report
+
+
 def _run_direction(
     volume, grid: OutputGrid, engine: Engine, axis: str, batch_size: int, n_samples: int,
     write: Callable[[slice, np.ndarray, np.ndarray | None], None],
@@ -80,6 +89,8 @@ def _run_direction(
     n = ny if axis == "xz" else nx
     known = torch.from_numpy(grid.known_mask).to(engine.device)
     done = 0
+    if progress is not None:
+        progress(axis, 0, n)
     for start in range(0, n, batch_size):
         if cancel is not None and cancel():
             raise Cancelled("restoration cancelled")
@@ -89,12 +100,15 @@ def _run_direction(
         else:  # fixed x: rows = Z, cols = Y
             slab = rearrange(np.asarray(volume[:, :, :, sl]), "c z y b -> b c z y")
         planes = torch.from_numpy(np.ascontiguousarray(grid.place(slab.astype(np.float32), axis=2))).to(engine.device)
+        kwargs = restore_kwargs
+        if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
+            kwargs = {**restore_kwargs, "progress": _batch_progress(progress, axis, start, sl.stop - start, n)}
         with torch.no_grad():
             if n_samples > 1:
-                mean, std = engine.restore_with_std(planes, known, n_samples, **restore_kwargs)
+                mean, std = engine.restore_with_std(planes, known, n_samples, **kwargs)
                 write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())
             else:
-                write(sl, engine.restore(planes, known, **restore_kwargs).float().cpu().numpy(), None)
+                write(sl, engine.restore(planes, known, **kwargs).float().cpu().numpy(), None)
         done = sl.stop
         if progress is not None:
             progress(axis, done, n)

@@ -408,9 +408,9 @@ class MSDSREngine(LearnedEngine):
         total_mean = None
         m2 = None
         for k in range(n_samples):
-            def prog(stage, done, total, _k=k):
+            def prog(stage, done, total, _k=k):  # one count over all samples: the bar never runs backwards
                 if progress is not None:
-                    progress(f"sample {_k + 1}/{n_samples}", done, total)
+                    progress(stage, _k * total + done, n_samples * total)
             s = self.restore(planes, known, generator=gen, progress=prog if progress else None, **kwargs).double()
             if total_mean is None:
                 total_mean, m2 = s.clone(), torch.zeros_like(s)
