@@ -31,6 +31,7 @@ from ._widgets import (
     DEVICES,
     MODEL_CATALOG,
     Job,
+    JobWidget,
     Outcome,
     ProgressRelay,
     check_image_layer,
@@ -212,7 +213,7 @@ def restored_layer_kwargs(source_layer, result) -> dict:
     }
 
 
-class RestoreWidget(Container):
+class RestoreWidget(JobWidget, Container):
     """Dock widget: restore the selected z-stack layer to isotropic z sampling."""
 
     def __init__(self, napari_viewer):
@@ -250,6 +251,7 @@ class RestoreWidget(Container):
         self.float_output = CheckBox(text="float32 output", value=False)
         self.run_button = PushButton(text="Restore")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.run_button
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         super().__init__(widgets=[
@@ -382,21 +384,7 @@ class RestoreWidget(Container):
         self.progress.max = max(1, self._plan["total"])
         self.progress.value = 0
         self.status.value = "starting…"
-        self.job = Job(volsr.restore, {"source": data, "progress": self._relay, **kwargs}, self._on_done)
-        self._set_running(True)
-        self.job.start()
-        return self.job
-
-    def cancel(self, *_) -> None:
-        """Ask the running restoration to stop at the next batch (nothing is added)."""
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.status.value = "cancelling…"
-            self.cancel_button.enabled = False
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
+        return self._start_job(volsr.restore, {"source": data, **kwargs})
 
     def _on_progress(self, stage: str, done: int, total: int, info: dict) -> None:
         if self.job is None or not self.job.running:

@@ -29,6 +29,7 @@ from volsr.errors import InputError, VolsrError
 from ._widgets import (
     DEVICES,
     Job,
+    JobWidget,
     Outcome,
     ProgressRelay,
     check_image_layer,
@@ -126,7 +127,7 @@ def score_rows(scores: dict) -> tuple[list[str], list[list[str]]]:
     return names, values
 
 
-class ScoreWidget(Container):
+class ScoreWidget(JobWidget, Container):
     """Dock widget: SliceFID per axis + isotropy gap of a volume, with an optional spectra plot."""
 
     def __init__(self, napari_viewer):
@@ -160,6 +161,7 @@ class ScoreWidget(Container):
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.score_button = PushButton(text="Score")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.score_button
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         self.table = Table(value={"data": [], "index": [], "columns": ["value"]})
@@ -252,19 +254,7 @@ class ScoreWidget(Container):
         note = "" if f is None or abs(f - 1.0) < 1e-3 else f" (note: layer z/xy scale is {f:.3g}, not isotropic)"
         self.status.value = "scoring…" + note
         self.progress.value = 0
-        self.job = Job(score_volume, {**kwargs, "progress": self._relay}, self._on_done)
-        self._set_running(True)
-        self.job.start()
-        return self.job
-
-    def cancel(self, *_) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.status.value = "cancelling…"
-
-    def _set_running(self, running: bool) -> None:
-        self.score_button.enabled = not running
-        self.cancel_button.enabled = running
+        return self._start_job(score_volume, kwargs)
 
     def _on_progress(self, stage: str, done: int, total: int, info: dict) -> None:
         self.progress.max = max(1, total)

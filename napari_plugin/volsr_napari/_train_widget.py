@@ -28,6 +28,7 @@ from ._widgets import (
     DEVICES,
     MODEL_CATALOG,
     Job,
+    JobWidget,
     Outcome,
     ProgressRelay,
     check_image_layer,
@@ -93,7 +94,7 @@ def fit_model(
     return {"path": str(saved or out), "engine": eng.name, "report": report}
 
 
-class TrainWidget(Container):
+class TrainWidget(JobWidget, Container):
     """Dock widget: fit a model on image layers and save it (it then appears in Restore)."""
 
     def __init__(self, napari_viewer):
@@ -122,6 +123,7 @@ class TrainWidget(Container):
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.train_button
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.loss = Label(label="loss", value="–")
         self.status = Label(value="")
@@ -182,20 +184,7 @@ class TrainWidget(Container):
         self.progress.value = 0
         self.loss.value = "–"
         self.status.value = "preparing data…"
-        self.job = Job(fit_model, {**kwargs, "progress": self._relay}, self._on_done)
-        self._set_running(True)
-        self.job.start()
-        return self.job
-
-    def cancel(self, *_) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.status.value = "cancelling…"
-            self.cancel_button.enabled = False
-
-    def _set_running(self, running: bool) -> None:
-        self.train_button.enabled = not running
-        self.cancel_button.enabled = running
+        return self._start_job(fit_model, kwargs)
 
     def _on_progress(self, stage: str, done: int, total: int, info: dict) -> None:
         if self.job is None or not self.job.running:

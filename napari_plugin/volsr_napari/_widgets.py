@@ -267,3 +267,30 @@ class Job:
     def _on_returned(self, outcome: Outcome) -> None:
         self.outcome = outcome
         self._done(outcome)
+
+
+class JobWidget:
+    """Mixin for the dock widgets: one background :class:`Job` at a time, a start and a Cancel button.
+
+    The widget sets ``self.start_button``, ``self.cancel_button``, ``self.status`` and
+    ``self._relay`` (a :class:`ProgressRelay`) and defines ``_on_done(outcome)``.
+    """
+
+    job: Job | None = None
+
+    def _start_job(self, func: Callable, kwargs: dict) -> Job:
+        self.job = Job(func, {**kwargs, "progress": self._relay}, self._on_done)
+        self._set_running(True)
+        self.job.start()
+        return self.job
+
+    def cancel(self, *_) -> None:
+        """Ask the running job to stop at its next check (nothing is added or saved)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.status.value = "cancelling…"
+            self.cancel_button.enabled = False
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.enabled = not running
+        self.cancel_button.enabled = running
