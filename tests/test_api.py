@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import volsr
 from volsr import Cancelled, InputError, OutputError, RestoreResult, VolsrError
@@ -268,3 +269,21 @@ def test_bundled_msdsr_model_seeds_and_uncertainty():
     np.testing.assert_array_equal(s.std[::2], 0)  # measured planes are certain
     assert s.std[1::2].min() >= 0 and s.std[1::2].max() > 0
     assert math.isfinite(float(s.std.max()))
+
+
+def test_fit_can_start_from_a_bundled_model(tmp_path):
+    """init_model fine-tunes: the fit starts from the bundled weights and records it."""
+    import volsr
+
+    vol = volsr.samples.sample_stack().data[:6, :32, :32]
+    out = tmp_path / "ft.volsr"
+    res = volsr.restore(vol, engine="msdsr", init_model="sample_model", fit_steps=2, z_factor=2,
+                        sampling_steps=2, model_out=out)
+    assert out.exists()
+    assert "fine-tuned from sample_model" in res.engine.provenance["fit"]
+    base = volsr.load_engine("sample_model")
+    changed = [k for k, v in res.engine.ema.state_dict().items()
+               if v.dtype.is_floating_point and not torch.equal(v.cpu(), base.ema.state_dict()[k].cpu())]
+    assert changed, "fine-tuning left the weights untouched"
+    with pytest.raises(volsr.VolsrError, match="nothing to fine-tune|starting model"):
+        volsr.restore(vol, engine="msunet", init_model="sample_model", fit_steps=1, z_factor=2)

@@ -39,10 +39,17 @@ __all__ = [
 ]
 
 
+_SUBMODULES = ("axes", "data", "evaluation", "io", "metrics", "samples", "sampling", "train", "volume")
+
+
 def __getattr__(name):
     # I/O is imported on first use so `import volsr` stays light and never fails on optional readers.
     if name in ("Stack", "read_stack", "write_stack"):
         from . import io
 
         return getattr(io, name)
+    if name in _SUBMODULES:  # `volsr.samples.sample_stack()` etc. work after a bare `import volsr`
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'volsr' has no attribute {name!r}")

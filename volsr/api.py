@@ -110,9 +110,13 @@ def resolve_factor(z_factor, stack) -> float:
 
 def prepare_engine(
     engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
-    engine_options: dict, cancel=None,
+    engine_options: dict, cancel=None, init_model=None,
 ) -> tuple[Engine, Path | None]:
-    """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack."""
+    """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack.
+
+    With ``init_model`` the fit starts from that model's weights (fine-tuning) instead of
+    from scratch.
+    """
     dev = resolve_device(device)
     if model_out is not None and model is None and not Path(model_out).parent.exists():
         # fail before a fit of minutes, not after it
@@ -128,12 +132,19 @@ def prepare_engine(
         if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
             raise VolsrError(f"--engine {engine} was asked for but the model file is a '{eng.name}' model")
         return eng, Path(str(model))
-    eng = create_engine(engine, device=dev, **engine_options)
+    if init_model is not None:
+        eng = load_engine(init_model, device=dev)
+        if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
+            raise VolsrError(f"--engine {engine} was asked for but the starting model is a '{eng.name}' model")
+        if not eng.learned:
+            raise VolsrError(f"the starting model is a '{eng.name}' engine, which has nothing to fine-tune")
+    else:
+        eng = create_engine(engine, device=dev, **engine_options)
     if not eng.learned:
         return eng, None
     side = min(volume_czyx.shape[-2:])
     crop = getattr(eng, "cfg", {}).get("crop")
-    if "crop" not in engine_options and isinstance(crop, int) and 8 <= side < crop // 2:
+    if init_model is None and "crop" not in engine_options and isinstance(crop, int) and 8 <= side < crop // 2:
         # a stack narrower than half the default training crop: fit on crops that fit it
         # (otherwise the fit refuses the stack and `volsr infer` has no --crop to fix it)
         eng = create_engine(engine, device=dev, **engine_options, crop=side // 8 * 8)
@@ -142,7 +153,10 @@ def prepare_engine(
     if fit_steps is None and fit_minutes is None:
         fit_minutes = DEFAULT_FIT_MINUTES
     report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
-    eng.provenance.update({"fit": "self-supervised on the XY planes of the input stack", "fit_report": {
+    how = "self-supervised on the XY planes of the input stack"
+    if init_model is not None:
+        how += f", fine-tuned from {init_model}"
+    eng.provenance.update({"fit": how, "fit_report": {
         k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
     saved = None
     if model_out is not None:
@@ -166,6 +180,7 @@ def restore(
     fit_steps: int | None = None,
     fit_minutes: float | None = None,
     model_out: str | Path | None = None,
+    init_model: str | Path | None = None,
     seed: int = 0,
     n_samples: int = 1,
     sampling_steps: int | None = None,
@@ -195,6 +210,8 @@ def restore(
     planes, fusion, blur_sigma, batch_size, n_samples
         See :func:`volsr.volume.restore_volume`.
     device : {'auto', 'cpu', 'cuda'}
+    init_model : path or bundled model name, optional
+        Start the self-supervised fit from this model (fine-tuning) instead of from scratch.
     model_out : path, optional
         Where to save a model fitted here (for reuse).
     sampling_steps : int, optional
@@ -240,7 +257,7 @@ def restore(
     opts = dict(engine_options or {})
     eng, model_path = prepare_engine(
         engine, model, device, czyx, fit_steps=fit_steps, fit_minutes=fit_minutes, model_out=model_out,
-        seed=seed, progress=progress, engine_options=opts, cancel=cancel,
+        seed=seed, progress=progress, engine_options=opts, cancel=cancel, init_model=init_model,
     )
     channels = getattr(eng, "cfg", {}).get("channels")
     if channels is not None and channels != czyx.shape[0]:

@@ -126,7 +126,9 @@ def cmd_infer(args) -> int:
         raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {args.fit_minutes:g}")
 
     model = args.model
-    if args.sample and model is None and args.engine == "msdsr" and not args.fit:
+    if args.init_model is not None and model is not None:
+        raise VolsrError("--model restores with a finished model, --init-model fine-tunes one: give only one")
+    if args.sample and model is None and args.engine == "msdsr" and not args.fit and args.init_model is None:
         model = "sample_model"  # the bundled model (`volsr models`): instant results on the bundled sample
     model_out = None
     from .engines import get_engine_class
@@ -136,7 +138,8 @@ def cmd_infer(args) -> int:
         model_out = Path(args.save_model) if args.save_model else out.with_suffix(".volsr")
         check_output(model_out, args.overwrite, what="model")  # before a fit of minutes, not after it
         budget = f"{args.fit_steps} steps" if args.fit_steps else f"{args.fit_minutes or DEFAULT_FIT_MINUTES:g} min"
-        print(f"volsr: no --model given: fitting a '{args.engine}' model on the stack's own XY planes "
+        start = f"starting from {args.init_model}" if args.init_model else "from scratch"
+        print(f"volsr: no --model given: fitting a '{args.engine}' model on the stack's own XY planes, {start} "
               f"(budget {budget}); it will be saved to {model_out}", file=sys.stderr)
     progress = TqdmProgress(enabled=not args.quiet)
     t0 = time.perf_counter()
@@ -145,6 +148,7 @@ def cmd_infer(args) -> int:
             source, engine=args.engine, model=model, z_factor=args.z_factor, axes=args.axes, planes=args.planes,
             fusion=args.fusion, blur_sigma=args.blur, device=args.device, batch_size=args.batch_size,
             fit_steps=args.fit_steps, fit_minutes=args.fit_minutes, model_out=model_out, seed=args.seed,
+            init_model=args.init_model,
             n_samples=args.n_samples, sampling_steps=args.steps,
             output_dtype="float32" if args.float32 else "same", progress=progress,
         )
@@ -181,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="msdsr", help="msdsr (default), msunet, e2e-unet, nearest, linear, cubic")
     p.add_argument("--model", help="a .volsr model file or bundled model name (see `volsr models`)")
     p.add_argument("--fit", action="store_true", help="with --sample: fit on the sample instead of the bundled model")
+    p.add_argument("--init-model", metavar="MODEL",
+                   help="start the self-supervised fit from this model (fine-tune) instead of from scratch")
     p.add_argument("--fit-steps", type=int, help="self-supervised fit budget in steps")
     p.add_argument("--fit-minutes", type=float, help="self-supervised fit budget in minutes")
     p.add_argument("--save-model", help="where to save a fitted model (default: next to the output)")
