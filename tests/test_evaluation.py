@@ -178,3 +178,27 @@ def test_load_reference_folder(tmp_path, hr):
     assert len(refs) == 6 and all(r.shape == (1, 40, 40) for r in refs)
     with pytest.raises(VolsrError, match="does not exist"):
         load_reference(tmp_path / "nope")
+
+
+def test_cli_eval_refuses_an_untrained_learned_engine(hr_file, tmp_path, capsys):
+    """`--engines msdsr` without a model would score noise: refuse unless a fit budget is given."""
+    from volsr.cli import main
+
+    out = tmp_path / "res"
+    rc = main(["eval", str(hr_file), "--features", "lowlevel", "--factors", "2", "--engines", "msdsr",
+               "--crop", "24", "--n-crops", "16", "--out", str(out), "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "msdsr=model.volsr" in err and "--fit-minutes" in err
+    assert not out.exists()
+
+
+def test_figures_leave_the_matplotlib_backend_alone(hr, tmp_path):
+    """Notebooks keep their inline backend after write_report draws the PNG figures."""
+    import matplotlib
+
+    matplotlib.use("svg")  # any non-Agg backend stands in for the notebook's inline one
+    res = volume_3d(hr, ["linear"], (2,), crop=24, n_crops=16, features="lowlevel", device="cpu")
+    paths = write_report(res, tmp_path / "r")
+    assert paths["spectra_png"].stat().st_size > 0
+    assert matplotlib.get_backend().lower() == "svg"

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .checkpoint import resolve_model_path
 from .engines import Engine, create_engine, load_engine, resolve_device
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
@@ -131,7 +132,7 @@ def prepare_engine(
         eng = load_engine(model, device=dev)
         if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
             raise VolsrError(f"--engine {engine} was asked for but the model file is a '{eng.name}' model")
-        return eng, Path(str(model))
+        return eng, resolve_model_path(model)
     if init_model is not None:
         eng = load_engine(init_model, device=dev)
         if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):

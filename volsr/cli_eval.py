@@ -160,6 +160,27 @@ def _engine_from_spec(spec: str, device: str):
     return create_engine(spec, device=device)
 
 
+def _fit_fresh_engines(engines, vol, args) -> None:
+    """Untrained learned engines: fit on the HR volume's XY planes (--fit-minutes), or refuse.
+
+    XY planes are what every simulated low-res stack keeps at full resolution, so this is
+    the paper's setting (a 2D model trained on HR XY planes) without a separate training run.
+    """
+    import numpy as np
+
+    for eng in engines:
+        if not eng.learned or getattr(eng, "trained", True):
+            continue
+        if args.fit_minutes is None and args.fit_steps is None:
+            raise VolsrError(
+                f"engine '{eng.name}' has no model: give {eng.name}=model.volsr (see `volsr train`), "
+                "or --fit-minutes M / --fit-steps N to fit it on the XY planes of the HR volume first"
+            )
+        czyx = vol if vol.ndim == 4 else vol[None]
+        print(f"volsr: fitting '{eng.name}' on the XY planes of {args.input}", file=sys.stderr)
+        eng.fit(np.asarray(czyx, dtype=np.float32), steps=args.fit_steps, minutes=args.fit_minutes, seed=args.seed)
+
+
 def cmd_eval(args) -> int:
     """Run the paired-2D and 3D protocols and write CSV, Markdown and PNG files."""
     from .evaluation import evaluate, markdown_table, paper_tables, write_report
@@ -169,6 +190,7 @@ def cmd_eval(args) -> int:
         raise VolsrError(f"--out {out} is a file; give a folder")
     vol = _read_volume(args.input, args.axes)
     engines = [_engine_from_spec(s, args.device) for s in args.engines]
+    _fit_fresh_engines(engines, vol, args)
     reference = load_reference(args.reference) if args.reference else None
     try:
         from .cli import TqdmProgress
@@ -182,7 +204,7 @@ def cmd_eval(args) -> int:
             features=args.features, inception_weights=args.inception_weights, crop=args.crop,
             n_crops=args.n_crops, seed=args.seed, device=args.device, progress=progress,
             blur_sigma=args.blur_sigma, axial_sigma=args.axial_sigma, reference=reference,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, sampling_steps=args.steps,
         )
     finally:
         if progress is not None:
@@ -236,6 +258,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--reference", help="FID reference images (default: XY planes of the HR volume)")
     _common(p)
     p.add_argument("--batch-size", type=int, help="planes per engine call")
+    p.add_argument("--steps", type=int, help="sampling steps for diffusion engines (default: the model's)")
+    p.add_argument("--fit-minutes", type=float, help="fit learned engines given without a model for M minutes")
+    p.add_argument("--fit-steps", type=int, help="fit learned engines given without a model for N steps")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")

@@ -152,6 +152,11 @@ def _extractor(features, extractor, n_channels, device, weights) -> FeatureExtra
     return get_extractor(features, device=device, weights=weights, n_channels=3 if n_channels == 3 else 1)
 
 
+def _sampling_kwargs(eng: Engine, sampling_steps: int | None) -> dict:
+    """``sampling_steps`` for diffusion engines only (the others have no sampler to shorten)."""
+    return {"sampling_steps": int(sampling_steps)} if sampling_steps is not None and hasattr(eng, "make_sampler") else {}
+
+
 def _row(protocol, engine, variant, factor, metric, axis, rows, value) -> dict:
     return dict(zip(COLUMNS, (protocol, engine, variant, factor, metric, axis, rows, float(value))))
 
@@ -201,6 +206,7 @@ def paired_2d(
     batch_size: int = 256,
     pmin: float = 0.1,
     pmax: float = 99.9,
+    sampling_steps: int | None = None,
     progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Paper Table 1: restore HR 2D crops from evenly spaced rows; FID, SSIM, PSNR.
@@ -219,6 +225,8 @@ def paired_2d(
         Feature extractor for FID (``extractor`` overrides the name).
     data_range : float
         For PSNR/SSIM, in normalised units (1.0 = the percentile window).
+    sampling_steps : int, optional
+        Denoising steps for diffusion engines (default: each model's own).
 
     Returns
     -------
@@ -244,7 +252,8 @@ def paired_2d(
             for i in range(0, len(hr), batch_size):
                 planes = torch.from_numpy(masked[i : i + batch_size]).to(eng.device)
                 with torch.no_grad():
-                    out[i : i + batch_size] = eng.restore(planes, kt.to(eng.device)).float().cpu().numpy()
+                    out[i : i + batch_size] = eng.restore(
+                        planes, kt.to(eng.device), **_sampling_kwargs(eng, sampling_steps)).float().cpu().numpy()
             mu, sigma = gaussian_stats(crop_features(out, ex, window))
             rows.append(_row("2d", eng.name, "-", f, "fid", "xy", "all", frechet_distance(mu_hr, sigma_hr, mu, sigma)))
             for rname, rmask in (("restored", ~known), ("all", None)):
@@ -280,6 +289,7 @@ def volume_3d(
     data_range: float = 1.0,
     device: str = "cpu",
     batch_size: int | None = None,
+    sampling_steps: int | None = None,
     include_ground_truth: bool = True,
     pmin: float = 0.1,
     pmax: float = 99.9,
@@ -308,6 +318,8 @@ def volume_3d(
         z extent.
     spectra_tile, n_tiles
         Isotropy gap settings (see :mod:`volsr.metrics.spectra`).
+    sampling_steps : int, optional
+        Denoising steps for diffusion engines (default: each model's own).
     include_ground_truth : bool
         Also score the HR volume itself (engine ``ground-truth``, per factor on the same
         planes), the floor every engine is measured against.
@@ -387,7 +399,7 @@ def volume_3d(
         for eng in engs:
             for v in variants:
                 kw = parse_variant(v, blur_sigma)
-                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw)
+                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw, **_sampling_kwargs(eng, sampling_steps))
                 score(eng.name, v, f, out, truth, grid.known_mask)
                 done += 1
                 if progress is not None:
@@ -414,6 +426,7 @@ def evaluate(
     n_crops: int = 1000,
     seed: int = 0,
     device: str = "cpu",
+    sampling_steps: int | None = None,
     progress: ProgressFn | None = None,
     **kwargs,
 ) -> EvalResult:
@@ -432,10 +445,11 @@ def evaluate(
     tables, result = [], EvalResult(pd.DataFrame(columns=COLUMNS))
     if "2d" in protocols:
         tables.append(paired_2d(np.moveaxis(hr, 1, 0), engines, factors, crop=crop, n_crops=n_crops,
-                                extractor=ex, seed=seed, device=device, progress=progress))
+                                extractor=ex, seed=seed, device=device, sampling_steps=sampling_steps,
+                                progress=progress))
     if "3d" in protocols:
         result = volume_3d(hr, engines, factors, variants=variants, extractor=ex, crop=crop, n_crops=n_crops,
-                           seed=seed, device=device, progress=progress, **kwargs)
+                           seed=seed, device=device, sampling_steps=sampling_steps, progress=progress, **kwargs)
         tables.append(result.table)
     result.table = pd.concat(tables, ignore_index=True)
     result.meta = {**result.meta, "features": ex.describe(), "crop": int(crop), "n_crops": int(n_crops),
@@ -518,20 +532,24 @@ _TITLES = {
 
 
 # ----------------------------------------------------------------------------- figures
-def _plt():
+def _subplots(nrows: int, ncols: int, figsize) -> tuple:
+    """A figure without pyplot: no backend switch, so notebooks keep their inline figures."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise VolsrError("figures need matplotlib: pip install 'volsr[metrics]'") from None
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _rc_colors() -> list:
+    import matplotlib
+
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def plot_fid_bars(table: pd.DataFrame, path) -> Path:
     """Per-axis FID (XY, XZ, YZ) and SliceFID per method, one panel per factor."""
-    plt = _plt()
     t = table[(table["protocol"] == "3d") & table["metric"].isin(["fid", "slice_fid"])].copy()
     if t.empty:
         raise VolsrError("no 3D FID rows to plot")
@@ -540,7 +558,7 @@ def plot_fid_bars(table: pd.DataFrame, path) -> Path:
     factors = sorted(t["factor"].unique())
     methods = list(dict.fromkeys(t["method"]))
     whats = ["XY", "XZ", "YZ", "SliceFID"]
-    fig, axes = plt.subplots(1, len(factors), figsize=(4.5 * len(factors), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(factors), figsize=(4.5 * len(factors), 3.6))
     width = 0.8 / len(methods)
     for ax, f in zip(axes[0], factors):
         for i, m in enumerate(methods):
@@ -553,13 +571,11 @@ def plot_fid_bars(table: pd.DataFrame, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_spectra(spectra: pd.DataFrame, path) -> Path:
     """Mean log radial spectra: one panel per factor, XY solid, XZ dashed, YZ dotted."""
-    plt = _plt()
     if spectra.empty:
         raise VolsrError("no spectra to plot")
     s = spectra.copy()
@@ -567,8 +583,8 @@ def plot_spectra(spectra: pd.DataFrame, path) -> Path:
     factors = sorted(s["factor"].unique())
     methods = list(dict.fromkeys(s["method"]))
     styles = {"xy": "-", "xz": "--", "yz": ":"}
-    fig, axes = plt.subplots(1, len(factors), figsize=(4.5 * len(factors), 3.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = _subplots(1, len(factors), figsize=(4.5 * len(factors), 3.6))
+    colors = _rc_colors()
     for ax, f in zip(axes[0], factors):
         for i, m in enumerate(methods):
             for axis, ls in styles.items():
@@ -582,19 +598,16 @@ def plot_spectra(spectra: pd.DataFrame, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_xz_examples(examples: dict, path) -> Path:
     """The middle XZ slice (z rows) of every method side by side, one row per factor."""
-    plt = _plt()
     if not examples:
         raise VolsrError("no example slices to plot")
     factors = sorted({k[2] for k in examples})
     methods = list(dict.fromkeys((k[0], k[1]) for k in examples))
-    fig, axes = plt.subplots(len(factors), len(methods), figsize=(2.6 * len(methods), 1.9 * len(factors) + 0.4),
-                             squeeze=False)
+    fig, axes = _subplots(len(factors), len(methods), figsize=(2.6 * len(methods), 1.9 * len(factors) + 0.4))
     for r, f in enumerate(factors):
         for c, (name, variant) in enumerate(methods):
             ax = axes[r, c]
@@ -609,7 +622,6 @@ def plot_xz_examples(examples: dict, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
