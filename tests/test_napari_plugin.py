@@ -355,6 +355,25 @@ def test_score_reference_folder(make_napari_viewer, qtbot, tmp_path):
     assert list(w.table.value["index"]) == ["FID XY", "FID XZ", "FID YZ", "SliceFID"]
 
 
+def test_sample_restored_with_the_bundled_msdsr_model(make_napari_viewer, qtbot):
+    """The two-click path of a new user: open the sample, restore it with the bundled MSDSR model."""
+    viewer = make_napari_viewer()
+    (sample,) = viewer.open_sample("volsr", "anisotropic_stack")
+    w = RestoreWidget(viewer)
+    assert w.layer.value is sample and w.z_factor.value == pytest.approx(4.0)
+    w.select_engine("model", "msdsr", "sample_model")
+    w.sampling_steps.value = 2  # the test checks the plumbing, not the quality
+    outcome = wait_for(qtbot, w.run())
+    assert outcome.error is None and not outcome.cancelled
+    out = viewer.layers[-1]
+    assert out.data.shape == (61, 128, 128) and out.data.dtype == sample.data.dtype
+    np.testing.assert_allclose(out.scale, [sample.scale[1]] * 3)  # isotropic
+    np.testing.assert_array_equal(out.data[::4], sample.data)  # measured planes kept exactly
+    between = out.data[1::4].astype(float)
+    assert between.std() > 0 and not np.array_equal(out.data[1::4], sample.data[:-1])
+    assert out.metadata["volsr"]["engine"] == "msdsr"
+
+
 def test_screenshot_with_docked_widgets(make_napari_viewer, qtbot, tmp_path):
     """Sample + restoration (XZ view, one above the other) with the three widgets docked.
 
