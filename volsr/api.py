@@ -8,9 +8,10 @@ order and dtype. The CLI, the napari widget and the notebooks all call :func:`re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

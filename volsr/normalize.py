@@ -49,7 +49,7 @@ class PercentileNormalizer:
                 f"percentiles must satisfy 0 <= pmin < pmax <= 100, got pmin={self.pmin}, pmax={self.pmax}"
             )
 
-    def fit(self, volume_czyx: np.ndarray, sample_limit: int = 4_000_000) -> "PercentileNormalizer":
+    def fit(self, volume_czyx: np.ndarray, sample_limit: int = 4_000_000) -> PercentileNormalizer:
         """Compute per-channel percentiles of a (C, ...) array (subsampled when very large)."""
         c = volume_czyx.shape[0]
         flat = np.asarray(volume_czyx).reshape(c, -1)

@@ -10,7 +10,8 @@ directions are fused in place, so peak memory stays near one output volume plus 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

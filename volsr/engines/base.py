@@ -14,7 +14,8 @@ rows equal the input exactly.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 
@@ -96,7 +97,7 @@ class Engine(ABC):
     def _restore(self, planes: torch.Tensor, known: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Engine-specific restoration; the caller pastes the known rows afterwards."""
 
-    def to(self, device: str | torch.device) -> "Engine":
+    def to(self, device: str | torch.device) -> Engine:
         self.device = resolve_device(device)
         return self
 

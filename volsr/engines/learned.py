@@ -78,7 +78,7 @@ class LearnedEngine(Engine):
         )
 
     @classmethod
-    def load(cls, path: str | Path, device="cpu") -> "LearnedEngine":
+    def load(cls, path: str | Path, device="cpu") -> LearnedEngine:
         from ..checkpoint import load_model
 
         info, state = load_model(path)
