@@ -400,8 +400,9 @@ def test_screenshot_with_docked_widgets(make_napari_viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not job.running, timeout=600_000)
     assert job.outcome.error is None, job.outcome.error
     dock.raise_()
-    viewer.grid.enabled = True
-    viewer.grid.shape = (2, 1)
+    grid = viewer.canvas.grid if hasattr(getattr(viewer, "canvas", None), "grid") else viewer.grid  # napari >= 0.9
+    grid.enabled = True
+    grid.shape = (2, 1)
     viewer.dims.order = (1, 0, 2)  # show Z (rows) x X: where the restoration is visible
     viewer.dims.set_point(1, 64 * sample.scale[1])
     viewer.reset_view()
