@@ -37,14 +37,11 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
                sampling_steps: int | None, device: str, options: dict | None = None, label: str | None = None) -> dict:
     """Fit (if learned) and restore one engine; return its row (runs in a worker process)."""
     import numpy as np
-    import torch
 
     from volsr.engines import create_engine
-    from volsr.metrics import axis_spectra, paired_metrics
     from volsr.normalize import PercentileNormalizer
     from volsr.samples import isotropic_volume, subsample_z
     from volsr.sampling import OutputGrid
-    from volsr.volume import restore_volume
 
     gt = isotropic_volume(tuple(shape), seed=seed, kind=kind)
     low = subsample_z(gt, factor)
@@ -56,6 +53,7 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
 
     row = {"engine": label or name, "kind": kind, "input_shape": list(low.shape), "output_shape": [grid.n_out, *gt.shape[1:]]}
     opts = dict(options or {})
+    sampling_variants = opts.pop("sampling_variants", {})
     if name == "msdsr" and sampling_steps is not None:
         opts["sampling_steps"] = int(sampling_steps)
     eng = create_engine(name, device=device, **opts)
@@ -65,6 +63,30 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
         row["fit_steps"] = int(rep.get("steps", 0))
         row["final_loss"] = float(rep.get("final_loss", float("nan")))
     row["fit_s"] = time.perf_counter() - t0
+    extra_rows = []
+    for vlabel, vopts in sampling_variants.items():  # sampling-time variants of the same fitted model
+        vrow = {k: v for k, v in row.items() if k in ("kind", "input_shape", "output_shape", "fit_steps",
+                                                     "final_loss", "fit_s")}
+        vrow["engine"] = vlabel
+        saved = dict(eng.cfg)
+        eng.cfg.update(vopts)
+        _restore_and_score(eng, x, truth, grid, seed, vrow)
+        eng.cfg.clear()
+        eng.cfg.update(saved)
+        extra_rows.append(vrow)
+    _restore_and_score(eng, x, truth, grid, seed, row)
+    if extra_rows:
+        return {"rows": [row, *extra_rows]}
+    return row
+
+
+def _restore_and_score(eng, x, truth, grid, seed, row) -> None:
+    import numpy as np
+    import torch
+
+    from volsr.metrics import axis_spectra, paired_metrics
+    from volsr.volume import restore_volume
+
     if hasattr(eng, "reset_generator"):
         eng.reset_generator(seed)
     t0 = time.perf_counter()
@@ -74,7 +96,8 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
     row["total_s"] = row["fit_s"] + row["restore_s"]
     if hasattr(eng, "cfg"):
         row["config"] = {k: eng.cfg[k] for k in ("preset", "prediction_type", "sampling_steps", "sampler", "eta",
-                                                   "crop", "features") if k in eng.cfg}
+                                                   "timestep_spacing", "noise_match", "crop", "features")
+                         if k in eng.cfg}
     for r in paired_metrics(out, truth, grid.known_mask, data_range=1.0, axes=("xz", "yz")):
         if r["rows"] == "restored":
             row[f"psnr_{r['axis']}"] = float(r["psnr"])
@@ -83,7 +106,6 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
     s_out, s_gt = axis_spectra(out, tile=tile), axis_spectra(truth, tile=tile)
     row["spectrum_error_xz"] = float(np.sqrt(np.mean((s_out.log_power["xz"] - s_gt.log_power["xz"]) ** 2)))
     row["peak_rss_mib"] = _peak_rss_mib()
-    return row
 
 
 def unet_call_time(preset: str, batch: int = 64, size: int = 48, repeats: int = 1) -> dict:
@@ -162,7 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--unet-presets", default="small,paper", help="presets to time (empty for none)")
     ap.add_argument("--out", default=None, help="JSON output path")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=ENGINE:JSON",
-                    help='extra engine configurations, e.g. msdsr-v=msdsr:{"prediction_type": "v_prediction"}')
+                    help='extra engine configurations, e.g. msdsr-v=msdsr:{"prediction_type": "v_prediction"}; '
+                         'a "sampling_variants" key ({label: {config overrides}}) also restores with each '
+                         'sampling-time override from the same fit')
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--options", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--label", default=None, help=argparse.SUPPRESS)
@@ -187,7 +211,7 @@ def main(argv=None) -> int:
             r = _spawn(["--worker", name, "--kind", kind, *common])
             r.setdefault("engine", name)
             r.setdefault("kind", kind)
-            rows.append(r)
+            rows.extend(r["rows"] if "rows" in r else [r])
         for spec in args.variant:
             label, _, rest = spec.partition("=")
             name, _, options = rest.partition(":")
@@ -195,7 +219,7 @@ def main(argv=None) -> int:
             r = _spawn(["--worker", name, "--kind", kind, "--label", label, "--options", options or "{}", *common])
             r.setdefault("engine", label)
             r.setdefault("kind", kind)
-            rows.append(r)
+            rows.extend(r["rows"] if "rows" in r else [r])
     unet = []
     for preset in [p for p in args.unet_presets.split(",") if p]:
         print(f"# UNet call time: {preset} ...", file=sys.stderr, flush=True)

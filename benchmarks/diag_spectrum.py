@@ -106,6 +106,7 @@ def main(argv=None):
         label, _, js = spec.partition("=")
         opts = json.loads(js or "{}")
         runs.append((label, opts.pop("engine", "msdsr"), opts))
+    fusions = {label: opts.pop("fusion", "mean") for label, _, opts in runs}
     rows, spectra = [], {"gt": s_gt.log_power["xz"]}
     for label, name, opts in runs:
         eng = create_engine(name, device="cpu") if name in ("nearest", "linear", "cubic") else \
@@ -114,7 +115,8 @@ def main(argv=None):
             eng.reset_generator(args.seed)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = restore_volume(x, grid, eng)
+            out = restore_volume(x, grid, eng, fusion=fusions[label],
+                                 planes="both" if fusions[label] in ("mean", "geometric") else fusions[label])
         dt = time.perf_counter() - t0
         r = {"engine": label, "restore_s": dt}
         for m in paired_metrics(out, truth, grid.known_mask, data_range=1.0, axes=("xz",)):

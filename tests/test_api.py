@@ -287,3 +287,23 @@ def test_fit_can_start_from_a_bundled_model(tmp_path):
     assert changed, "fine-tuning left the weights untouched"
     with pytest.raises(volsr.VolsrError, match="nothing to fine-tune|starting model"):
         volsr.restore(vol, engine="msunet", init_model="sample_model", fit_steps=1, z_factor=2)
+
+
+def test_noise_match_adds_measured_noise_level_to_generated_planes():
+    """noise_match=0 gives the smooth posterior estimate; the default adds noise only between measured planes."""
+    rng = np.random.default_rng(3)
+    vol = (0.5 + 0.1 * rng.standard_normal((5, 32, 32))).astype(np.float32)  # pure noise: all texture is noise
+    kw = dict(model="sample_model", z_factor=4, sampling_steps=2, seed=0, output_dtype="float32")
+    smooth = volsr.restore(vol, noise_match=0, **kw).data
+    matched = volsr.restore(vol, **kw).data
+    np.testing.assert_array_equal(smooth[::4], vol)
+    np.testing.assert_array_equal(matched[::4], vol)
+
+    def hp(planes):  # white-noise level from the second difference along x
+        return np.std(np.diff(planes, 2, axis=-1)) / np.sqrt(6)
+
+    between = np.ones(smooth.shape[0], bool)
+    between[::4] = False
+    assert hp(matched[between]) > hp(smooth[between])
+    with pytest.raises(InputError, match="noise_match"):
+        volsr.restore(vol, engine="linear", z_factor=2, noise_match=1)

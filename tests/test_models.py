@@ -60,6 +60,17 @@ def test_sampling_timesteps_trailing():
         sampling_timesteps(1000, 0)
 
 
+def test_sampling_timesteps_quadratic():
+    # starts from pure noise, ends near t = 0 (low-noise steps synthesise fine texture)
+    assert sampling_timesteps(1000, 4, spacing="quadratic").tolist() == [999, 562, 250, 62]
+    assert sampling_timesteps(1000, 10, spacing="quadratic").tolist()[-1] == 10
+    for T, n in [(10, 10), (10, 3), (5, 4), (1000, 1000), (1000, 1)]:
+        t = sampling_timesteps(T, n, spacing="quadratic")
+        assert len(t) == n and int(t[0]) == T - 1 and int(t.min()) >= 0
+        assert torch.all(t[1:] < t[:-1])
+    assert sampling_timesteps(10, 10, spacing="quadratic").tolist() == list(range(9, -1, -1))
+
+
 def test_epsilon_sampling_avoids_the_last_timestep():
     # abar(999) ~ 2e-9 would amplify epsilon errors ~2e4-fold in x0 = (x - sqrt(1-abar) eps) / sqrt(abar)
     assert sampling_timesteps(1000, 4, spacing="leading").tolist() == [751, 501, 251, 1]

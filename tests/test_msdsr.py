@@ -229,12 +229,35 @@ def test_untrained_residual_model_reproduces_linear_interpolation():
     # MONAI zero-initialises the output conv: x0 = linear fill at every step, so the sample is linear interpolation
     from volsr.masks import linear_fill
 
-    eng = MSDSREngine(preset="tiny", sampling_steps=4, eta=1.0)
+    eng = MSDSREngine(preset="tiny", sampling_steps=4, eta=1.0, noise_match=0.0)
     eng.trained = True
     planes = torch.rand(2, 1, 17, 12)
     known = torch.arange(17) % 4 == 0
     out = eng.restore(planes, known, seed=0)
     assert torch.allclose(out, linear_fill(planes, known), atol=1e-5)
+
+
+def test_noise_match_gives_unknown_rows_the_measured_noise_level():
+    # default noise_match=1: the (smooth) linear sample of the untrained residual model gets the
+    # white-noise level of the measured rows; measured rows stay exact
+    from volsr.masks import linear_fill
+    from volsr.sampler import row_noise_std
+
+    assert MSDSREngine.default_config()["noise_match"] == 1.0
+    eng = MSDSREngine(preset="tiny", sampling_steps=2)
+    eng.trained = True
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.linspace(0, 1, 64)[None, None, None, :].expand(4, 1, 33, 64)
+    planes = 0.5 * smooth + 0.05 * torch.randn(4, 1, 33, 64, generator=g)
+    known = torch.arange(33) % 4 == 0
+    out = eng.restore(planes, known, seed=0)
+    assert torch.equal(out[:, :, known], planes[:, :, known])
+    unknown = (~known).expand(4, 33)
+    lin = linear_fill(planes, known)
+    assert float(row_noise_std(lin, unknown).mean()) < 0.043  # interpolation averages the noise away (~0.8x)
+    assert abs(float(row_noise_std(out, unknown).mean()) - 0.05) < 0.005
+    with pytest.raises(VolsrError, match="noise_match"):
+        MSDSREngine(preset="tiny", noise_match=-1.0)
 
 
 def test_condition_channels_and_residual_validation():

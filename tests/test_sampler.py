@@ -137,3 +137,25 @@ def test_bad_options():
     with pytest.raises(ValueError, match="known-row mask"):
         MaskedSliceSampler(network=_net(), scheduler=sched, model_timesteps=mt, multiple=2)(
             torch.rand(2, 1, 8, 8), torch.ones(3, 8, dtype=torch.bool))
+
+
+def test_match_noise_levels_and_keeps_known_rows():
+    from volsr.sampler import match_noise, row_noise_std
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(3, 2, 40, 50)
+    known = torch.arange(40) % 5 == 0
+    x[:, :, known] = 0.1 * torch.randn(3, 2, int(known.sum()), 50, generator=g)
+    y = match_noise(x, known, torch.Generator().manual_seed(0))
+    assert torch.equal(y[:, :, known], x[:, :, known])
+    s = row_noise_std(y, (~known).expand(3, 40))
+    assert s.shape == (3, 2, 1, 1) and torch.allclose(s, torch.full_like(s, 0.1), atol=0.02)
+    # deterministic under the generator, and nothing added where the unknown rows are already as noisy
+    assert torch.equal(y, match_noise(x, known, torch.Generator().manual_seed(0)))
+    assert torch.equal(match_noise(y, known, g, scale=0.0), y)
+    noisy = 0.1 * torch.randn(3, 2, 40, 50, generator=g)
+    z = match_noise(noisy, known, g)
+    assert float((z - noisy).std()) < 0.03  # only estimator jitter (the true deficit is 0)
+    # planes too narrow for the estimator are returned unchanged
+    thin = torch.rand(2, 1, 9, 2)
+    assert torch.equal(match_noise(thin, known[:9], g), thin)

@@ -186,6 +186,7 @@ def restore(
     seed: int = 0,
     n_samples: int = 1,
     sampling_steps: int | None = None,
+    noise_match: float | None = None,
     output_dtype: str = "same",
     progress: Callable[..., None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -218,6 +219,9 @@ def restore(
         Where to save a model fitted here (for reuse).
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: the model's).
+    noise_match : float, optional
+        Diffusion engines: scale of the noise added to generated planes so they carry the
+        measured planes' noise level (default: the model's, 1.0; 0 = a smooth, denoised look).
     output_dtype : {'same', 'float32'}
         ``same`` rounds/clips to the input dtype; ``float32`` keeps full precision.
     progress : callable(stage, done, total, **info), optional
@@ -275,6 +279,10 @@ def restore(
         kwargs["seed"] = seed
     if sampling_steps is not None:
         kwargs["sampling_steps"] = int(sampling_steps)
+    if noise_match is not None:
+        if not hasattr(eng, "make_sampler"):
+            raise InputError(f"noise_match applies to diffusion engines, not '{eng.name}'")
+        kwargs["noise_match"] = float(noise_match)
     # cancel reaches learned engines through restore_volume (it forwards it to engine.restore)
     result = restore_volume(
         volume, grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma, batch_size=batch_size,

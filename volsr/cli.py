@@ -149,7 +149,7 @@ def cmd_infer(args) -> int:
             fusion=args.fusion, blur_sigma=args.blur, device=args.device, batch_size=args.batch_size,
             fit_steps=args.fit_steps, fit_minutes=args.fit_minutes, model_out=model_out, seed=args.seed,
             init_model=args.init_model,
-            n_samples=args.n_samples, sampling_steps=args.steps,
+            n_samples=args.n_samples, sampling_steps=args.steps, noise_match=args.noise_match,
             output_dtype="float32" if args.float32 else "same", progress=progress,
         )
     finally:
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", default="mean", choices=["mean", "geometric", "xz", "yz"])
     p.add_argument("--blur", type=float, metavar="SIGMA", help="3D Gaussian post-blur sigma (paper: 0.5)")
     p.add_argument("--steps", type=int, help="sampling steps for diffusion engines")
+    p.add_argument("--noise-match", type=float, metavar="S",
+                   help="diffusion engines: noise added to generated planes to match the measured planes' "
+                        "noise (default: the model's, 1; 0 = smooth)")
     p.add_argument("--n-samples", type=int, default=1, help=">1: also write a per-voxel std (uncertainty) map")
     p.add_argument("--batch-size", type=int, help="planes per engine call")
     p.add_argument("--seed", type=int, default=0)

@@ -82,7 +82,7 @@ def training_scheduler(
     )
 
 
-SPACINGS = ("trailing", "leading")
+SPACINGS = ("trailing", "leading", "quadratic")
 
 
 def sampling_timesteps(num_train_timesteps: int, steps: int, spacing: str = "trailing") -> torch.Tensor:
@@ -90,6 +90,9 @@ def sampling_timesteps(num_train_timesteps: int, steps: int, spacing: str = "tra
 
     ``trailing``: ``t_k = round(T - k T / steps) - 1``; the chain starts from pure noise at
     t = T-1 and even a one-step sampler predicts from noise. Right for x0 and v prediction.
+    ``quadratic``: ``t_k = round((T - 1) ((steps - k) / steps)^2)`` (DDIM paper's quadratic
+    spacing, floored at 1 and made strictly decreasing); starts from pure noise like ``trailing`` but
+    spends more steps at low noise and ends near t = 0 instead of at ``T / steps - 1``.
     ``leading``: ``t_k = (steps - 1 - k) * (T // steps) + 1`` (diffusers' default); the chain
     starts below T-1. Needed for epsilon prediction: there ``x0 = (x_t - sqrt(1 - abar) eps)
     / sqrt(abar)`` and the cosine schedule's ``abar(T-1) ~ 2e-9`` would amplify any epsilon
@@ -101,12 +104,21 @@ def sampling_timesteps(num_train_timesteps: int, steps: int, spacing: str = "tra
     [999, 749, 499, 249]
     >>> sampling_timesteps(1000, 4, spacing="leading").tolist()
     [751, 501, 251, 1]
+    >>> sampling_timesteps(1000, 4, spacing="quadratic").tolist()
+    [999, 562, 250, 62]
     """
     T, n = int(num_train_timesteps), int(steps)
     if not 1 <= n <= T:
         raise ValueError(f"sampling steps must be between 1 and {T}, got {steps!r}")
     if spacing == "trailing":
         t = torch.round(T - torch.arange(n, dtype=torch.float64) * (T / n)).long() - 1
+    elif spacing == "quadratic":
+        frac = (n - torch.arange(n, dtype=torch.float64)) / n
+        t = torch.round((T - 1) * frac**2).long()
+        for i in range(n - 2, -1, -1):  # strictly decreasing (many steps on a short schedule)
+            t[i] = max(int(t[i]), int(t[i + 1]) + 1)
+        for i in range(n - 1, -1, -1):  # ... and at most T-1 (n <= T, so both passes fit)
+            t[i] = min(int(t[i]), T - 1 - i)
     elif spacing == "leading":
         t = (n - 1 - torch.arange(n)) * (T // n) + min(1, T - 1 - (n - 1) * (T // n))
     else:
