@@ -110,6 +110,22 @@ def resolve_factor(z_factor, stack) -> float:
     return float(f)
 
 
+def check_fit_budget(fit_steps, fit_minutes) -> None:
+    """Refuse a fit budget that would train nothing (checked before any fit starts)."""
+    if fit_steps is not None and int(fit_steps) <= 0:
+        raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
+    if fit_minutes is not None and not float(fit_minutes) > 0:
+        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {float(fit_minutes):g}")
+
+
+def _load_for(engine, path, device, what: str) -> Engine:
+    """Load a model file (or bundled name) and check it is the engine asked for."""
+    eng = load_engine(path, device=device)
+    if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
+        raise VolsrError(f"--engine {engine} was asked for but {what} is a '{eng.name}' model")
+    return eng
+
+
 def prepare_engine(
     engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
     engine_options: dict, cancel=None, init_model=None,
@@ -130,14 +146,9 @@ def prepare_engine(
         if model is None:
             return eng, None
     if model is not None:
-        eng = load_engine(model, device=dev)
-        if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
-            raise VolsrError(f"--engine {engine} was asked for but the model file is a '{eng.name}' model")
-        return eng, resolve_model_path(model)
+        return _load_for(engine, model, dev, "the model file"), resolve_model_path(model)
     if init_model is not None:
-        eng = load_engine(init_model, device=dev)
-        if isinstance(engine, str) and engine not in (eng.name, DEFAULT_ENGINE):
-            raise VolsrError(f"--engine {engine} was asked for but the starting model is a '{eng.name}' model")
+        eng = _load_for(engine, init_model, dev, "the starting model")
         if not eng.learned:
             raise VolsrError(f"the starting model is a '{eng.name}' engine, which has nothing to fine-tune")
     else:
@@ -150,8 +161,7 @@ def prepare_engine(
         # a stack narrower than half the default training crop: fit on crops that fit it
         # (otherwise the fit refuses the stack and `volsr infer` has no --crop to fix it)
         eng = create_engine(engine, device=dev, **engine_options, crop=side // 8 * 8)
-    if fit_steps is not None and int(fit_steps) <= 0:
-        raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
+    check_fit_budget(fit_steps, fit_minutes)
     if fit_steps is None and fit_minutes is None:
         fit_minutes = DEFAULT_FIT_MINUTES
     report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)

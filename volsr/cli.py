@@ -98,7 +98,7 @@ def cmd_info(args) -> int:
 
 # -- infer ------------------------------------------------------------------------------
 def cmd_infer(args) -> int:
-    from .api import DEFAULT_FIT_MINUTES, restore
+    from .api import DEFAULT_FIT_MINUTES, check_fit_budget, restore
     from .io import write_stack
 
     if args.input is None and not args.sample:
@@ -120,10 +120,7 @@ def cmd_infer(args) -> int:
     if std_out is not None:
         check_output(std_out, args.overwrite)
 
-    if args.fit_steps is not None and args.fit_steps <= 0:
-        raise VolsrError(f"--fit-steps must be a positive number of steps, got {args.fit_steps}")
-    if args.fit_minutes is not None and not args.fit_minutes > 0:
-        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {args.fit_minutes:g}")
+    check_fit_budget(args.fit_steps, args.fit_minutes)  # before the 'fitting ...' notice, not after it
 
     model = args.model
     if args.init_model is not None and model is not None:

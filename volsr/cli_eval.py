@@ -161,7 +161,7 @@ def _engine_from_spec(spec: str, device: str):
 
 
 def _fit_fresh_engines(engines, vol, args) -> None:
-    """Untrained learned engines: fit on the HR volume's XY planes (--fit-minutes), or refuse.
+    """``vol`` (C, Z, Y, X) from :func:`_read_volume`. Untrained learned engines: fit on the HR volume's XY planes (--fit-minutes), or refuse.
 
     XY planes are what every simulated low-res stack keeps at full resolution, so this is
     the paper's setting (a 2D model trained on HR XY planes) without a separate training run.
@@ -176,9 +176,8 @@ def _fit_fresh_engines(engines, vol, args) -> None:
                 f"engine '{eng.name}' has no model: give {eng.name}=model.volsr (see `volsr train`), "
                 "or --fit-minutes M / --fit-steps N to fit it on the XY planes of the HR volume first"
             )
-        czyx = vol if vol.ndim == 4 else vol[None]
         print(f"volsr: fitting '{eng.name}' on the XY planes of {args.input}", file=sys.stderr)
-        eng.fit(np.asarray(czyx, dtype=np.float32), steps=args.fit_steps, minutes=args.fit_minutes, seed=args.seed)
+        eng.fit(np.asarray(vol, dtype=np.float32), steps=args.fit_steps, minutes=args.fit_minutes, seed=args.seed)
 
 
 def cmd_eval(args) -> int:
