@@ -46,3 +46,19 @@ def test_spectra_reproducible_and_validated(iso):
     assert isotropy_gap(iso, n_tiles=32, seed=1) == isotropy_gap(iso, n_tiles=32, seed=1)
     with pytest.raises(VolsrError, match="tile"):
         axis_spectra(iso, tile=4)
+
+
+def test_spectrum_error_is_zero_against_itself_and_grows_with_blur():
+    from scipy.ndimage import gaussian_filter
+
+    from volsr.metrics import axis_spectra, spectrum_error
+
+    vol = gaussian_filter(np.random.default_rng(1).normal(size=(40, 40, 40)), 0.7)
+    assert spectrum_error(vol, vol) == 0.0
+    errs = [spectrum_error(gaussian_filter(vol, (s, 0, 0)), vol) for s in (0.5, 1.0, 2.0)]
+    assert 0 < errs[0] < errs[1] < errs[2]
+    # the value is the RMS difference of the two mean log XZ spectra
+    a, b = axis_spectra(gaussian_filter(vol, (1.0, 0, 0)), tile=32), axis_spectra(vol, tile=32)
+    assert errs[1] == pytest.approx(np.sqrt(np.mean((a.log_power["xz"] - b.log_power["xz"]) ** 2)))
+    with pytest.raises(VolsrError, match="shape"):
+        spectrum_error(vol, vol[:-1])

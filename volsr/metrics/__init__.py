@@ -17,7 +17,7 @@ from .frechet import fid_from_features, frechet_distance, gaussian_stats
 from .paired import paired_metrics, psnr, ssim_planes
 from .slicefid import ReferenceStats, SliceFIDResult, crop_features, fid_of_crops, reference_stats, slice_fid
 from .slicing import AXES, IntensityWindow, axis_slices, sample_image_crops, sample_volume_crops
-from .spectra import AxisSpectra, axis_spectra, isotropy_gap, radial_power_spectrum
+from .spectra import AxisSpectra, axis_spectra, isotropy_gap, radial_power_spectrum, spectrum_error
 
 __all__ = [
     "AXES",
@@ -46,5 +46,6 @@ __all__ = [
     "sample_image_crops",
     "sample_volume_crops",
     "slice_fid",
+    "spectrum_error",
     "ssim_planes",
 ]

@@ -108,6 +108,11 @@ class AxisSpectra:
         ]
 
 
+def _rms(log_a: np.ndarray, log_b: np.ndarray) -> float:
+    """RMS distance (decades of power) between two mean log radial spectra."""
+    return float(np.sqrt(np.mean((log_a - log_b) ** 2)))
+
+
 def axis_spectra(
     volume, *, tile: int | None = 32, n_tiles: int = 256, seed: int = 0, floor: float = 1e-7
 ) -> AxisSpectra:
@@ -151,7 +156,7 @@ def axis_spectra(
         crops = sample_volume_crops(v, axis, tile, n_tiles, np.random.default_rng([seed, _AXIS_STREAM[axis]]))
         p, freq = radial_power_spectrum(crops.reshape(-1, tile, tile), return_frequency=True)
         logs[axis] = np.log10(np.maximum(p, floor)).mean(axis=0)
-    dist = {a: float(np.sqrt(np.mean((logs[a] - logs["xy"]) ** 2))) for a in ("xz", "yz")}
+    dist = {a: _rms(logs[a], logs["xy"]) for a in ("xz", "yz")}
     return AxisSpectra(freq, logs, (dist["xz"] + dist["yz"]) / 2.0, dist)
 
 
@@ -160,3 +165,22 @@ def isotropy_gap(
 ) -> float:
     """Spectral isotropy gap of a volume (decades of power; 0 = isotropic). See module docstring."""
     return axis_spectra(volume, tile=tile, n_tiles=n_tiles, seed=seed, floor=floor).gap
+
+
+def spectrum_error(volume, truth, *, axis: str = "xz", tile: int | None = 32, n_tiles: int = 256,
+                   seed: int = 0) -> float:
+    """RMS distance (decades) between the mean log radial spectra of ``axis`` slices of a
+    restored volume and of the ground truth: how far its texture is from the real one.
+
+    Both volumes must have the same shape; ``tile`` is capped to the smallest even size
+    that fits (short restored z extents).
+    """
+    if axis not in AXES:
+        raise VolsrError(f"axis must be one of {', '.join(AXES)}, got {axis!r}")
+    v, t = as_czyx(volume), as_czyx(truth)
+    if v.shape != t.shape:
+        raise VolsrError(f"volume {v.shape} and ground truth {t.shape} differ in shape")
+    if tile is not None:
+        tile = min(int(tile), min(v.shape[1:]) - min(v.shape[1:]) % 2)
+    kw = dict(tile=tile, n_tiles=n_tiles, seed=seed)
+    return _rms(axis_spectra(v, **kw).log_power[axis], axis_spectra(t, **kw).log_power[axis])
