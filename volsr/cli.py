@@ -35,12 +35,14 @@ class TqdmProgress:
         bar = self.bars.get(stage)
         if bar is None:
             bar = self.bars[stage] = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="it", leave=True)
-        if total and bar.total != total:
-            bar.total = total
-        bar.n = done
-        if "loss" in info:
-            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
-        bar.refresh()
+        # several denoising steps map onto the same plane count: redraw only when something changed
+        if (total and bar.total != total) or bar.n != done or "loss" in info:
+            if total:
+                bar.total = total
+            bar.n = done
+            if "loss" in info:
+                bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+            bar.refresh()
         if total and done >= total:
             bar.close()
 
