@@ -7,7 +7,8 @@ from scipy.ndimage import gaussian_filter
 
 from volsr.engines import create_engine
 from volsr.engines.e2e_unet import E2EUNetEngine, subdivision_plan
-from volsr.engines.msunet import MSUNetEngine, run_padded
+from volsr.engines.msunet import MSUNetEngine
+from volsr.engines.unet_common import forward_padded as run_padded
 from volsr.errors import InputError, VolsrError
 from volsr.sampling import OutputGrid
 
@@ -69,16 +70,16 @@ def test_msunet_zero_network_residual_is_linear_interpolation():
 def test_msunet_inputs_mask_channel_and_fills():
     planes = torch.rand(2, 1, 8, 8)
     known = known_mask(8, 2)
-    x = tiny()._inputs(planes, known, None)
+    x = tiny().regressor.inputs(planes, known, None)
     assert x.shape == (2, 2, 8, 8) and torch.equal(x[:, 1, :, 0], known.float().expand(2, 8))
-    x = tiny(fill="zeros", residual=False, mask_channel=False)._inputs(planes, known, None)
+    x = tiny(fill="zeros", residual=False, mask_channel=False).regressor.inputs(planes, known, None)
     assert x.shape == (2, 1, 8, 8) and torch.all(x[:, :, ~known] == 0)
     g = torch.Generator().manual_seed(0)
-    x = tiny(fill="noise", residual=False)._inputs(planes, known, g)
+    x = tiny(fill="noise", residual=False).regressor.inputs(planes, known, g)
     assert torch.equal(x[:, 0, known], planes[:, 0, known]) and not torch.equal(x[:, 0], planes[:, 0])
 
 
-def test_msunet_loss_rows_unknown_ignores_known_rows():
+def test_msunet_loss_rows_unknown_ignores_known_rows(monkeypatch):
     eng = tiny(loss_rows="unknown")
     hr = torch.rand(2, 1, 16, 16, requires_grad=True)
     known = torch.stack([known_mask(16, 3), known_mask(16, 5)])
@@ -89,7 +90,7 @@ def test_msunet_loss_rows_unknown_ignores_known_rows():
         pred_rows["out"] = out
         return out
 
-    eng._forward = fake_forward
+    monkeypatch.setattr("volsr.engines.msunet.forward_padded", fake_forward)
     loss = eng.training_loss(hr.detach(), known)
     loss.backward()
     grad = pred_rows["out"].grad
@@ -183,7 +184,7 @@ def test_e2e_restore_volume_progress_cancel_and_checks():
 
 def test_e2e_plane_restore_refused_with_hint():
     eng = tiny("e2e-unet")
-    with pytest.raises(VolsrError, match="restore_volume"):
+    with pytest.raises(VolsrError, match="volume pipeline"):
         eng.restore(torch.rand(1, 1, 9, 9), known_mask(9, 4))
 
 

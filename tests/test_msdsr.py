@@ -220,7 +220,7 @@ def test_restore_volume_end_to_end():
     grid = OutputGrid(5, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = restore_volume(vol, grid, eng)
+        out = restore_volume(vol, grid, eng).data
     assert out.shape == (1, grid.n_out, 12, 10)
     np.testing.assert_array_equal(out[:, grid.positions], vol)
 

@@ -8,7 +8,7 @@ from volsr.errors import Cancelled
 from volsr.masks import random_rows, strided_rows
 from volsr.models import build_diffusion_unet, size_multiple
 from volsr.models.schedule import sampling_scheduler
-from volsr.sampler import MaskedSliceSampler, pad_to_multiple
+from volsr.sampler import DenoiserInput, MaskedSliceSampler, pad_to_multiple
 from volsr.sampling import OutputGrid
 
 
@@ -24,7 +24,7 @@ def _net(mask_channel=True, seed=0):
 def _sampler(kind="ddim", steps=3, eta=0.0, mode="full", prediction_type="sample", mask_channel=True, **kw):
     sched, mt = sampling_scheduler(kind, steps=steps, prediction_type=prediction_type)
     return MaskedSliceSampler(network=_net(mask_channel), scheduler=sched, model_timesteps=mt,
-                              mask_channel=mask_channel, multiple=size_multiple("tiny"), eta=eta, mode=mode,
+                              inputs=DenoiserInput(mask_channel=mask_channel), multiple=size_multiple("tiny"), eta=eta, mode=mode,
                               tile=16, **kw)
 
 

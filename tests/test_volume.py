@@ -9,6 +9,10 @@ from volsr.errors import Cancelled, InputError
 from volsr.sampling import OutputGrid
 from volsr.volume import restore_volume
 
+
+def _rv(*args, **kwargs):
+    return restore_volume(*args, **kwargs).data
+
 INTERP = ["nearest", "linear", "cubic"]
 
 
@@ -30,7 +34,7 @@ def linear_in_z_volume(grid, ny=6, nx=7, c=1):
 def test_linear_exact_on_linear_volume(f):
     grid = OutputGrid(5, f)
     full, sparse = linear_in_z_volume(grid)
-    out = restore_volume(sparse, grid, create_engine("linear"))
+    out = _rv(sparse, grid, create_engine("linear"))
     np.testing.assert_allclose(out, full, atol=1e-5)
 
 
@@ -48,7 +52,7 @@ def test_orientation_xz_and_yz_planes_go_back_to_their_place():
     truth = (2.0 * xx + 10.0 * (yy > 4) + 0.5 * zz * (1 + xx)).astype(np.float32)[None]
     sparse = truth[:, grid.positions]
     for planes in ("xz", "yz", "both"):
-        out = restore_volume(sparse, grid, create_engine("linear"), planes=planes)
+        out = _rv(sparse, grid, create_engine("linear"), planes=planes)
         assert out.shape == (1, grid.n_out, ny, nx)
         np.testing.assert_allclose(out, truth, atol=1e-4, err_msg=planes)
 
@@ -59,7 +63,7 @@ def test_measured_planes_bit_identical(engine, f):
     rng = np.random.default_rng(0)
     grid = OutputGrid(5, f)
     vol = rng.random((2, 5, 8, 9)).astype(np.float32)
-    out = restore_volume(vol, grid, create_engine(engine), blur_sigma=0.5)
+    out = _rv(vol, grid, create_engine(engine), blur_sigma=0.5)
     assert out.shape == (2, grid.n_out, 8, 9)
     assert np.array_equal(out[:, grid.positions], vol)
 
@@ -68,10 +72,10 @@ def test_blur_without_keep_measured_changes_measured_planes():
     rng = np.random.default_rng(1)
     grid = OutputGrid(4, 2)
     vol = rng.random((1, 4, 8, 8)).astype(np.float32)
-    out = restore_volume(vol, grid, create_engine("linear"), blur_sigma=0.5, keep_measured=False)
+    out = _rv(vol, grid, create_engine("linear"), blur_sigma=0.5, keep_measured=False)
     assert not np.array_equal(out[:, grid.positions], vol)
     # blur preserves the mean (reflect boundary)
-    ref = restore_volume(vol, grid, create_engine("linear"))
+    ref = _rv(vol, grid, create_engine("linear"))
     assert out.mean() == pytest.approx(ref.mean(), rel=1e-4)
 
 
@@ -84,7 +88,7 @@ class _DirectionMarker(Engine):
         super().__init__(**kw)
         self.nx = nx
 
-    def _restore(self, planes, known, **kw):
+    def _restore(self, planes, known, options, **kw):
         val = 1.0 if planes.shape[-1] == self.nx else 3.0
         return torch.full_like(planes, val)
 
@@ -97,7 +101,7 @@ class _DirectionMarker(Engine):
 def test_fusion_modes(fusion, planes, expected):
     grid = OutputGrid(3, 2)
     vol = np.zeros((1, 3, 4, 6), np.float32)
-    out = restore_volume(vol, grid, _DirectionMarker(nx=6), planes=planes, fusion=fusion)
+    out = _rv(vol, grid, _DirectionMarker(nx=6), planes=planes, fusion=fusion)
     unknown = out[:, ~grid.known_mask]
     np.testing.assert_allclose(unknown, expected, rtol=1e-6)
     assert (out[:, grid.positions] == 0).all()
@@ -107,8 +111,8 @@ def test_batching_does_not_change_result():
     rng = np.random.default_rng(2)
     grid = OutputGrid(4, 2.5)
     vol = rng.random((1, 4, 11, 13)).astype(np.float32)
-    a = restore_volume(vol, grid, create_engine("cubic"), batch_size=1)
-    b = restore_volume(vol, grid, create_engine("cubic"), batch_size=100)
+    a = _rv(vol, grid, create_engine("cubic"), batch_size=1)
+    b = _rv(vol, grid, create_engine("cubic"), batch_size=100)
     np.testing.assert_array_equal(a, b)
 
 
@@ -116,10 +120,10 @@ def test_progress_and_cancel():
     grid = OutputGrid(3, 2)
     vol = np.zeros((1, 3, 4, 5), np.float32)
     seen = []
-    restore_volume(vol, grid, create_engine("linear"), batch_size=2, progress=lambda s, d, t: seen.append((s, d, t)))
+    _rv(vol, grid, create_engine("linear"), batch_size=2, progress=lambda s, d, t: seen.append((s, d, t)))
     assert seen[-1] == ("yz", 5, 5) and ("xz", 4, 4) in seen
     with pytest.raises(Cancelled):
-        restore_volume(vol, grid, create_engine("linear"), cancel=lambda: True)
+        _rv(vol, grid, create_engine("linear"), cancel=lambda: True)
 
 
 @pytest.mark.parametrize(
@@ -132,19 +136,19 @@ def test_bad_options(kwargs, match):
     grid = OutputGrid(3, 2)
     vol = np.zeros((1, 3, 4, 5), np.float32)
     with pytest.raises(InputError, match=match):
-        restore_volume(vol, grid, create_engine("linear"), **kwargs)
+        _rv(vol, grid, create_engine("linear"), **kwargs)
 
 
 def test_grid_mismatch():
     with pytest.raises(InputError, match="z planes"):
-        restore_volume(np.zeros((1, 4, 4, 4), np.float32), OutputGrid(3, 2), create_engine("linear"))
+        _rv(np.zeros((1, 4, 4, 4), np.float32), OutputGrid(3, 2), create_engine("linear"))
 
 
 def test_nearest_and_cubic_values():
     grid = OutputGrid(3, 2)
     vol = np.array([0.0, 2.0, 8.0], np.float32)[None, :, None, None] * np.ones((1, 3, 2, 2), np.float32)
-    near = restore_volume(vol, grid, create_engine("nearest"))[0, :, 0, 0]
+    near = _rv(vol, grid, create_engine("nearest"))[0, :, 0, 0]
     assert near.tolist() == [0, 0, 2, 2, 8]  # ties go to the lower known row
-    cub = restore_volume(vol, grid, create_engine("cubic"))[0, :, 0, 0]
+    cub = _rv(vol, grid, create_engine("cubic"))[0, :, 0, 0]
     # 3 points -> quadratic through (0,0), (2,2), (4,8): v = z^2/2
     np.testing.assert_allclose(cub, [0, 0.5, 2, 4.5, 8], atol=1e-5)

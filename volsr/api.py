@@ -17,9 +17,11 @@ import numpy as np
 
 from .checkpoint import resolve_model_path
 from .engines import Engine, create_engine, load_engine, resolve_device
+from .engines.base import RestoreOptions, check_options as check_engine_options, make_options
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
-from .sampling import OutputGrid, check_factor
+from .sampling import OutputGrid, VolumeGrid, check_factor
+from .train import check_budget
 from .volume import check_options, restore_volume
 
 DEFAULT_ENGINE = "msdsr"
@@ -112,10 +114,12 @@ def resolve_factor(z_factor, stack) -> float:
 
 def check_fit_budget(fit_steps, fit_minutes) -> None:
     """Refuse a fit budget that would train nothing (checked before any fit starts)."""
-    if fit_steps is not None and int(fit_steps) <= 0:
-        raise VolsrError(f"--fit-steps must be a positive number of steps, got {fit_steps}")
-    if fit_minutes is not None and not float(fit_minutes) > 0:
-        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {float(fit_minutes):g}")
+    if fit_steps is None and fit_minutes is None:
+        return
+    try:
+        check_budget(fit_steps, fit_minutes)
+    except VolsrError as err:
+        raise VolsrError(f"bad fit budget (--fit-steps / --fit-minutes): {err}") from None
 
 
 def _load_for(engine, path, device, what: str) -> Engine:
@@ -126,41 +130,51 @@ def _load_for(engine, path, device, what: str) -> Engine:
     return eng
 
 
-def prepare_engine(
-    engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
-    engine_options: dict, cancel=None, init_model=None,
-) -> tuple[Engine, Path | None]:
-    """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack.
-
-    With ``init_model`` the fit starts from that model's weights (fine-tuning) instead of
-    from scratch.
-    """
-    dev = resolve_device(device)
-    if model_out is not None and model is None and not Path(model_out).parent.exists():
-        # fail before a fit of minutes, not after it
-        raise OutputError(f"folder {Path(model_out).parent} does not exist; create it or choose another model path")
-    if isinstance(engine, Engine):
+def _initial_engine(engine, model, init_model, dev, engine_options) -> tuple[Engine, Path | None]:
+    """The engine before any fit: given, loaded from a model file, a starting model, or fresh."""
+    if isinstance(engine, Engine) and model is None:
         eng = engine.to(dev)
-        if eng.learned and not getattr(eng, "trained", True) and model is None:
+        if eng.learned and not eng.trained:
             raise VolsrError(f"engine '{eng.name}' is untrained; fit it first or pass a model file")
-        if model is None:
-            return eng, None
+        return eng, None
     if model is not None:
         return _load_for(engine, model, dev, "the model file"), resolve_model_path(model)
     if init_model is not None:
         eng = _load_for(engine, init_model, dev, "the starting model")
         if not eng.learned:
             raise VolsrError(f"the starting model is a '{eng.name}' engine, which has nothing to fine-tune")
-    else:
-        eng = create_engine(engine, device=dev, **engine_options)
-    if not eng.learned:
         return eng, None
-    side = min(volume_czyx.shape[-2:])
-    crop = getattr(eng, "cfg", {}).get("crop")
-    if init_model is None and "crop" not in engine_options and isinstance(crop, int) and 8 <= side < crop // 2:
-        # a stack narrower than half the default training crop: fit on crops that fit it
-        # (otherwise the fit refuses the stack and `volsr infer` has no --crop to fix it)
-        eng = create_engine(engine, device=dev, **engine_options, crop=side // 8 * 8)
+    return create_engine(engine, device=dev, **engine_options), None
+
+
+def prepare_engine(
+    engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
+    engine_options: dict, cancel=None, init_model=None, options: RestoreOptions | None = None,
+    degradation=None,
+) -> tuple[Engine, Path | None]:
+    """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack.
+
+    With ``init_model`` the fit starts from that model's weights (fine-tuning) instead of
+    from scratch. ``options`` (this call's restore options) are checked against the engine
+    before any fit starts. ``degradation`` (:mod:`volsr.degrade`) replaces the engine's
+    training degradation for the fit (e.g. with the axial PSF).
+    """
+    dev = resolve_device(device)
+    if model_out is not None and model is None and not Path(model_out).parent.exists():
+        # fail before a fit of minutes, not after it
+        raise OutputError(f"folder {Path(model_out).parent} does not exist; create it or choose another model path")
+    eng, path = _initial_engine(engine, model, init_model, dev, engine_options)
+    _check_engine_options(eng, options or RestoreOptions())
+    fits = eng.learned and path is None and not (isinstance(engine, Engine) and model is None)
+    if degradation is not None and not fits:
+        raise VolsrError("an axial PSF (--psf-sigma-z / --psf-file) shapes the self-supervised fit; "
+                         f"'{eng.name}' is not fitted here (learned engines without --model are)")
+    if not fits:
+        return eng, path
+    if degradation is not None:
+        eng.cfg = eng.cfg.replace(degradation=degradation)  # no effect on weight shapes: safe for fine-tuning
+    if init_model is None and "crop" not in engine_options:
+        eng.fit_crop_to(min(volume_czyx.shape[-2:]))
     check_fit_budget(fit_steps, fit_minutes)
     if fit_steps is None and fit_minutes is None:
         fit_minutes = DEFAULT_FIT_MINUTES
@@ -174,6 +188,46 @@ def prepare_engine(
     if model_out is not None:
         saved = eng.save(model_out, overwrite=True)
     return eng, saved
+
+
+def axial_degradation(stack, factor: float, psf_sigma_z=None, psf_file=None):
+    """The row degradation for ``--psf-sigma-z`` / ``--psf-file`` (None when neither is given)."""
+    from .degrade import RowDegradation, profile_from_psf_file, psf_sigma_rows
+
+    if psf_sigma_z is not None and psf_file is not None:
+        raise InputError("give the axial PSF either as --psf-sigma-z or as --psf-file, not both")
+    xy = stack.spacing[2]
+    if psf_sigma_z is not None:
+        return RowDegradation(psf_sigma=psf_sigma_rows(psf_sigma_z, xy))
+    if psf_file is not None:
+        # the PSF stack has the input's spacing: z planes factor output rows apart
+        return RowDegradation(psf_profile=profile_from_psf_file(psf_file, z_spacing=float(factor), xy_spacing=1.0))
+    return None
+
+
+def _options(sampling_steps, noise_match, realism) -> RestoreOptions:
+    return make_options(sampling_steps=None if sampling_steps is None else int(sampling_steps),
+                        noise_match=None if noise_match is None else float(noise_match),
+                        realism=None if realism is None else float(realism))
+
+
+def _check_engine_options(eng: Engine, options: RestoreOptions) -> None:
+    """Options the engine does not take, or values its config refuses, fail before any work."""
+    try:
+        check_engine_options(eng.name, eng.capabilities, options)
+    except VolsrError as err:
+        raise InputError(str(err)) from None
+    if eng.learned:
+        eng.call_config(options)
+
+
+def _new_spacing(stack, grid: OutputGrid, factor: float):
+    """(z, y, x) spacing of the output and its unit: z from the factor, y/x kept."""
+    zs, ys, xs = stack.spacing
+    if xs is None:
+        return VolumeGrid((grid.n_in, 1, 1), z=grid).spacing_out((factor, 1.0, 1.0)), "pixel"
+    ys = ys if ys is not None else xs
+    return VolumeGrid((grid.n_in, 1, 1), z=grid).spacing_out((float(xs) * factor, float(ys), float(xs))), stack.unit
 
 
 def restore(
@@ -197,6 +251,9 @@ def restore(
     n_samples: int = 1,
     sampling_steps: int | None = None,
     noise_match: float | None = None,
+    realism: float | None = None,
+    psf_sigma_z: float | str | None = None,
+    psf_file: str | Path | None = None,
     output_dtype: str = "same",
     progress: Callable[..., None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -232,6 +289,16 @@ def restore(
     noise_match : float, optional
         Diffusion engines: scale of the noise added to generated planes so they carry the
         measured planes' noise level (default: the model's, 1.0; 0 = a smooth, denoised look).
+    realism : float in [0, 1], optional
+        Two-stage MSDSR: 0 = the regression estimate (best PSNR/SSIM; for measurement and
+        segmentation), 1 = a full diffusion sample (realistic texture; for looking). Default:
+        the model's. Engines without a stage-1 estimate refuse it.
+    psf_sigma_z : float or str, optional
+        Axial PSF for the self-supervised fit (:class:`volsr.degrade.RowDegradation`): the z
+        blur beyond the lateral one, as a Gaussian sigma in output pixels or a length such as
+        ``'0.8um'``. The fitted model then deconvolves along z as it fills in planes.
+    psf_file : path, optional
+        A measured PSF stack (ZYX, the input's spacing); its z profile is the axial PSF.
     output_dtype : {'same', 'float32'}
         ``same`` rounds/clips to the input dtype; ``float32`` keeps full precision.
     progress : callable(stage, done, total, **info), optional
@@ -257,6 +324,7 @@ def restore(
         raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
     if output_dtype not in ("same", "float32"):
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
+    options = _options(sampling_steps, noise_match, realism)
     stack = as_stack(source, axes=axes, spacing=spacing)
     czyx = stack.canonical()
     if czyx.shape[1] < 2:
@@ -267,52 +335,28 @@ def restore(
     check_finite(czyx)
     factor = resolve_factor(z_factor, stack)
     grid = OutputGrid(czyx.shape[1], factor)
-
-    normalizer = PercentileNormalizer().fit(czyx)
-    volume = normalizer.forward(czyx)
-    opts = dict(engine_options or {})
+    degradation = axial_degradation(stack, factor, psf_sigma_z, psf_file)
     eng, model_path = prepare_engine(
         engine, model, device, czyx, fit_steps=fit_steps, fit_minutes=fit_minutes, model_out=model_out,
-        seed=seed, progress=progress, engine_options=opts, cancel=cancel, init_model=init_model,
+        seed=seed, progress=progress, engine_options=dict(engine_options or {}), cancel=cancel,
+        init_model=init_model, options=options, degradation=degradation,
     )
-    channels = getattr(eng, "cfg", {}).get("channels")
-    if channels is not None and channels != czyx.shape[0]:
-        raise InputError(
-            f"the model was trained for {channels} channel(s) but the stack has {czyx.shape[0]}; "
-            "use a matching model or fit a new one (omit --model)"
-        )
+    if eng.learned:
+        eng.check_channels(czyx.shape[0])
+    normalizer = (eng.cfg.normalizer() if eng.learned else PercentileNormalizer()).fit(czyx)
     t1 = time.perf_counter()
-    kwargs: dict[str, Any] = {}
-    if hasattr(eng, "reset_generator"):
-        eng.reset_generator(seed)  # one noise stream for the whole volume: reproducible, not repeated per batch
-    elif eng.learned:
-        kwargs["seed"] = seed
-    if sampling_steps is not None:
-        kwargs["sampling_steps"] = int(sampling_steps)
-    if noise_match is not None:
-        if not hasattr(eng, "make_sampler"):
-            raise InputError(f"noise_match applies to diffusion engines, not '{eng.name}'")
-        kwargs["noise_match"] = float(noise_match)
-    # cancel reaches learned engines through restore_volume (it forwards it to engine.restore)
     result = restore_volume(
-        volume, grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma, batch_size=batch_size,
-        n_samples=n_samples, progress=progress, cancel=cancel, **kwargs,
+        normalizer.forward(czyx), grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma,
+        batch_size=batch_size, n_samples=n_samples, seed=seed, options=options, progress=progress, cancel=cancel,
     )
-    restored, std = result if isinstance(result, tuple) else (result, None)
-    restored = normalizer.inverse(restored)
+    restored = normalizer.inverse(result.data)
     restored[:, grid.positions] = czyx  # measured planes back bit-identical in input units
     dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
     data = stack.from_canonical(to_dtype(restored, dtype))
-    if std is not None:
-        std = stack.from_canonical((std * normalizer.scale.reshape(-1, 1, 1, 1)).astype(np.float32))
-
-    zs, ys, xs = stack.spacing
-    step = grid.out_spacing_factor
-    unit = stack.unit
-    if xs is None:
-        new_spacing, unit = (step, 1.0, 1.0), "pixel"
-    else:
-        new_spacing = (float(xs) * step, float(ys if ys is not None else xs), float(xs))
+    std = None
+    if result.std is not None:
+        std = stack.from_canonical((result.std * normalizer.scale.reshape(-1, 1, 1, 1)).astype(np.float32))
+    new_spacing, unit = _new_spacing(stack, grid, factor)
     return RestoreResult(
         data=data, axes=stack.axes, spacing=new_spacing, unit=unit, z_factor=factor, grid=grid, engine=eng,
         std=std, model_path=model_path, timings={"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1},

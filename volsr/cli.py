@@ -123,6 +123,9 @@ def cmd_infer(args) -> int:
         check_output(std_out, args.overwrite)
 
     check_fit_budget(args.fit_steps, args.fit_minutes)  # before the 'fitting ...' notice, not after it
+    if (args.psf_sigma_z or args.psf_file) and args.model:
+        raise VolsrError("--psf-sigma-z / --psf-file set the degradation of a fit; a --model is already trained "
+                         "(use --init-model to fine-tune it with the PSF)")
 
     model = args.model
     if args.init_model is not None and model is not None:
@@ -132,7 +135,7 @@ def cmd_infer(args) -> int:
     model_out = None
     from .engines import get_engine_class
 
-    learned = get_engine_class(args.engine).learned
+    learned = get_engine_class(args.engine).capabilities.learned
     if learned and model is None:
         model_out = Path(args.save_model) if args.save_model else out.with_suffix(".volsr")
         check_output(model_out, args.overwrite, what="model")  # before a fit of minutes, not after it
@@ -149,6 +152,7 @@ def cmd_infer(args) -> int:
             fit_steps=args.fit_steps, fit_minutes=args.fit_minutes, model_out=model_out, seed=args.seed,
             init_model=args.init_model,
             n_samples=args.n_samples, sampling_steps=args.steps, noise_match=args.noise_match,
+            realism=args.realism, psf_sigma_z=args.psf_sigma_z, psf_file=args.psf_file,
             output_dtype="float32" if args.float32 else "same", progress=progress,
         )
     finally:
@@ -198,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-match", type=float, metavar="S",
                    help="diffusion engines: noise added to generated planes to match the measured planes' "
                         "noise (default: the model's, 1; 0 = smooth)")
+    p.add_argument("--realism", type=float, metavar="R",
+                   help="two-stage diffusion models: 0 = the regression estimate (best PSNR/SSIM, for measurement "
+                        "and segmentation) .. 1 = a full diffusion sample (realistic texture, for looking); "
+                        "default: the model's")
+    p.add_argument("--psf-sigma-z", metavar="SIGMA",
+                   help="axial PSF for the self-supervised fit: extra z blur beyond the lateral, as a Gaussian "
+                        "sigma in output pixels (e.g. 2) or a length (e.g. 0.8um); default none")
+    p.add_argument("--psf-file", metavar="TIFF",
+                   help="measured PSF stack (ZYX, same spacing as the input) whose z profile is the axial PSF")
     p.add_argument("--n-samples", type=int, default=1, help=">1: also write a per-voxel std (uncertainty) map")
     p.add_argument("--batch-size", type=int, help="planes per engine call")
     p.add_argument("--seed", type=int, default=0)

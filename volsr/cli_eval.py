@@ -169,7 +169,7 @@ def _fit_fresh_engines(engines, vol, args) -> None:
     import numpy as np
 
     for eng in engines:
-        if not eng.learned or getattr(eng, "trained", True):
+        if not eng.learned or eng.trained:
             continue
         if args.fit_minutes is None and args.fit_steps is None:
             raise VolsrError(

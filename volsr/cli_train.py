@@ -14,9 +14,14 @@ from pathlib import Path
 
 from .errors import Cancelled, OutputError, VolsrError
 
-__all__ = ["add_parsers", "run_train", "run_models", "LEARNED_ENGINES"]
+__all__ = ["add_parsers", "run_train", "run_models", "learned_engines"]
 
-LEARNED_ENGINES = ("msdsr", "msunet", "e2e-unet")
+
+def learned_engines() -> list[str]:
+    """Registered engines that declare they learn (so third-party engines appear too)."""
+    from .engines import get_engine_class, list_engines
+
+    return [n for n in list_engines() if get_engine_class(n).capabilities.learned]
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +36,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", help="stack files and/or folders of 2D images")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.volsr)")
-    p.add_argument("--engine", default="msdsr", choices=LEARNED_ENGINES, help="engine to train (default msdsr)")
+    p.add_argument("--engine", default="msdsr", choices=learned_engines(), help="engine to train (default msdsr)")
     p.add_argument("--steps", type=int, default=None, help="total training steps")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget; with --steps, stops at whichever comes first")
@@ -62,16 +67,14 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``volsr train``."""
     from tqdm.auto import tqdm
 
-    from .data import as_plane_data
     from .engines import create_engine
+    from .train import check_budget
 
     out = Path(args.output)
-    if args.steps is None and args.minutes is None:
-        raise VolsrError("give a training budget: --steps N and/or --minutes M")
-    if args.steps is not None and args.steps <= 0:
-        raise VolsrError(f"--steps must be a positive number of steps, got {args.steps}")
-    if args.minutes is not None and args.minutes <= 0:
-        raise VolsrError(f"--minutes must be positive, got {args.minutes}")
+    try:
+        check_budget(args.steps, args.minutes)
+    except VolsrError as err:
+        raise VolsrError(f"bad training budget (--steps / --minutes): {err}") from None
     if out.exists() and not args.overwrite:
         raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another -o")
     if not out.parent.exists():
@@ -82,8 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.crop is not None:
         opts["crop"] = args.crop
     engine = create_engine(args.engine, device=args.device, **opts)
-    prep = getattr(engine, "prepare_training_data", None)
-    data = prep(args.paths, crop=args.crop) if prep else as_plane_data(args.paths, crop=engine.cfg.get("crop"))
+    data = engine.training_data(args.paths, crop=args.crop)
     budget = " and ".join(x for x in (f"{args.steps} steps" if args.steps else "",
                                        f"{args.minutes:g} min" if args.minutes else "") if x)
     print(f"volsr train: engine {engine.name} ({args.preset}) on {engine.device}; data: {data.describe()}; "

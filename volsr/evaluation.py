@@ -154,7 +154,7 @@ def _extractor(features, extractor, n_channels, device, weights) -> FeatureExtra
 
 def _sampling_kwargs(eng: Engine, sampling_steps: int | None) -> dict:
     """``sampling_steps`` for diffusion engines only (the others have no sampler to shorten)."""
-    return {"sampling_steps": int(sampling_steps)} if sampling_steps is not None and hasattr(eng, "make_sampler") else {}
+    return {"sampling_steps": int(sampling_steps)} if sampling_steps is not None and "sampling_steps" in eng.capabilities.options else {}
 
 
 def _row(protocol, engine, variant, factor, metric, axis, rows, value) -> dict:
@@ -399,7 +399,7 @@ def volume_3d(
         for eng in engs:
             for v in variants:
                 kw = parse_variant(v, blur_sigma)
-                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw, **_sampling_kwargs(eng, sampling_steps))
+                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw, **_sampling_kwargs(eng, sampling_steps)).data
                 score(eng.name, v, f, out, truth, grid.known_mask)
                 done += 1
                 if progress is not None:

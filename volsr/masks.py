@@ -25,11 +25,27 @@ import torch
 
 from .errors import VolsrError
 
-__all__ = ["MaskSampler", "random_rows", "strided_rows", "linear_fill", "mask_sampler_from_config"]
+__all__ = ["MaskSampler", "random_rows", "strided_rows", "linear_fill", "mask_sampler_from_config", "row_mask",
+           "per_plane"]
 
 #: The paper's 5..20 known rows of 48, as fractions of the crop height.
 PAPER_LMIN_FRAC = 5 / 48
 PAPER_LMAX_FRAC = 20 / 48
+
+
+def per_plane(known, n: int, h: int, device=None) -> torch.Tensor:
+    """A (H,) or (N, H) known-row mask as a bool tensor (N, H); refuses a shape that does not fit."""
+    known = torch.as_tensor(known, dtype=torch.bool, device=device)
+    if known.ndim == 1:
+        known = known.expand(n, h)
+    if tuple(known.shape) != (n, h):
+        raise VolsrError(f"known-row mask shape {tuple(known.shape)} does not fit planes with N={n}, H={h}")
+    return known
+
+
+def row_mask(known, n: int, h: int, device=None) -> torch.Tensor:
+    """The one broadcast of a (H,) or (N, H) known-row mask to (N, 1, H, 1) for row-wise blending."""
+    return per_plane(known, n, h, device)[:, None, :, None]
 
 
 def _check_h(h) -> int:
@@ -235,11 +251,7 @@ def linear_fill(planes: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     [0.0, 1.0, 2.0, 3.0]
     """
     n, _, h, _ = planes.shape
-    known = torch.as_tensor(known, dtype=torch.bool, device=planes.device)
-    if known.ndim == 1:
-        known = known.expand(n, h)
-    if tuple(known.shape) != (n, h):
-        raise VolsrError(f"known-row mask shape {tuple(known.shape)} does not fit planes with N={n}, H={h}")
+    known = per_plane(known, n, h, planes.device)
     if not bool(known.any(dim=1).all()):
         raise VolsrError("every plane needs at least one known row to fill the others from")
     idx = torch.arange(h, device=planes.device).expand(n, h)

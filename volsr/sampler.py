@@ -5,9 +5,8 @@ and run the reverse diffusion chain; before *every* network call the measured ro
 written clean into ``x_t`` (MSDSR Eq. 5, ``c = b * x_H + (1 - b) * x_t``), and after the last
 step they are pasted once more so they come back exactly (the official code skipped that).
 
-Optionally (``noise_match``) the unknown rows then get white noise up to the noise level of
-the measured rows (:func:`match_noise`), so measured and generated planes have the same
-texture statistics.
+:func:`match_noise` (used by the engine after sampling, optionally) gives the unknown rows
+white noise up to the noise level of the measured rows.
 
 The three diffusers-style parts stay separate: the *scheduler* (MONAI, step math,
 :mod:`volsr.models.schedule`), the *model* (any network ``net(x, timesteps=t)``) and this
@@ -35,28 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled
-from .masks import linear_fill
+from .masks import per_plane
+from .models.padding import pad_to_multiple, run_padded
 
 MODES = ("full", "tiles")
 
 #: Pixels (per channel) per network call; ~4 planes of 64x256. Measured on 2 CPU cores
 #: (small preset): 4-plane chunks ran 1.7-2.5x faster per pixel than 16-64-plane chunks.
 DEFAULT_CHUNK_PIXELS = 1 << 16
-
-
-def _pad_mode(size: int, pad: int) -> str:
-    return "reflect" if pad < size else "replicate"
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (N, C, H, W) at the bottom/right to multiples of ``multiple`` (reflect; replicate when too small)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode=_pad_mode(h, ph))
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode=_pad_mode(w, pw))
-    return x
 
 
 def row_noise_std(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -92,12 +77,51 @@ def match_noise(x: torch.Tensor, known: torch.Tensor, generator: torch.Generator
     per plane and channel (:func:`row_noise_std`) to the unknown rows only.
     """
     n, c, h, w = x.shape
-    known = known.expand(n, h) if known.ndim == 1 else known
+    known = per_plane(known, n, h, x.device)
     s_known = row_noise_std(x, known)
     s_unknown = row_noise_std(x, ~known)
     add = float(scale) * (s_known**2 - s_unknown**2).clamp(min=0.0).sqrt()
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return torch.where(known[:, None, :, None], x, x + add * z)
+
+
+@dataclass(frozen=True)
+class DenoiserInput:
+    """The one definition of the denoiser's input and output, used by training and sampling.
+
+    Input: ``x_t`` (known rows already written clean), then the known-row mask as one channel
+    (``mask_channel``), then the condition (``condition``: the linear interpolation or the
+    stage-1 regression estimate, ``C`` channels). Output: the network's prediction, plus the
+    condition when ``residual`` (x0 prediction of a correction to the condition).
+    """
+
+    mask_channel: bool = True
+    condition: bool = False
+    residual: bool = False
+
+    def __post_init__(self):
+        if self.residual and not self.condition:
+            raise ValueError("residual=True adds the network output to the condition; it needs a condition")
+
+    def build(self, x: torch.Tensor, m: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        parts = [x]
+        if self.mask_channel:
+            parts.append(m.to(x.dtype).expand(n, 1, h, w))
+        if self.condition:
+            if cond is None:
+                raise ValueError("this denoiser is conditioned: pass cond")
+            parts.append(cond)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else x
+
+    def finish(self, raw: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return raw + cond if self.residual else raw
+
+    def predict(self, network: torch.nn.Module, x: torch.Tensor, m: torch.Tensor, t: torch.Tensor,
+                cond: torch.Tensor | None, multiple: int = 1) -> torch.Tensor:
+        """Prediction for ``x_t`` (N, C, H, W) at timesteps ``t`` (N,), any H, W (padded)."""
+        inp = self.build(x, m, cond)
+        return self.finish(run_padded(lambda z: network(z, timesteps=t), inp, multiple), cond)
 
 
 @dataclass
@@ -112,15 +136,9 @@ class MaskedSliceSampler:
         From :func:`volsr.models.schedule.sampling_scheduler` (respaced DDIM or DDPM).
     model_timesteps : torch.LongTensor
         Training timestep given to the network at each ``scheduler.timesteps`` entry.
-    mask_channel : bool
-        Append the known-row mask as an input channel (must match training).
-    linear_condition : bool
-        Append the linear interpolation of the known rows (:func:`volsr.masks.linear_fill`)
-        as ``C`` more input channels (SR3-style conditioning; must match training).
-    residual : bool
-        The network predicts ``x0 - linear`` (x0 prediction only): the output handed to the
-        scheduler is ``network(...) + linear``, so an untrained network reproduces linear
-        interpolation and training only has to learn the correction.
+    inputs : DenoiserInput
+        How the network input is built from ``x_t``, the mask and the condition (the same
+        object the training loss uses).
     multiple : int
         The network's size multiple (``2**(levels-1)``).
     eta : float
@@ -134,25 +152,18 @@ class MaskedSliceSampler:
     chunk_pixels : int
         Bound on pixels per network call; planes are processed in sub-batches of
         ``max(1, chunk_pixels // (H * W))``.
-    noise_match : float
-        After the last step, add white noise to the unknown rows so their noise level
-        matches the measured rows' (:func:`match_noise`; the value scales the added std,
-        0 = off).
     """
 
     network: torch.nn.Module
     scheduler: object
     model_timesteps: torch.Tensor
-    mask_channel: bool = True
-    linear_condition: bool = False
-    residual: bool = False
+    inputs: DenoiserInput = DenoiserInput()
     multiple: int = 1
     eta: float = 0.0
     mode: str = "full"
     tile: int | None = None
     tile_overlap: float = 0.25
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS
-    noise_match: float = 0.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -168,10 +179,7 @@ class MaskedSliceSampler:
         from monai.networks.schedulers import DDIMScheduler
 
         self._is_ddim = isinstance(self.scheduler, DDIMScheduler)  # DDIM's step takes eta
-        if self.residual and not self.linear_condition:
-            raise ValueError("residual=True adds the network output to the linear interpolation; "
-                             "it needs linear_condition=True")
-        if self.residual and getattr(self.scheduler, "prediction_type", "sample") != "sample":
+        if self.inputs.residual and self.scheduler.prediction_type != "sample":
             raise ValueError("residual=True is defined for x0 ('sample') prediction only")
 
     @property
@@ -180,21 +188,10 @@ class MaskedSliceSampler:
 
     # -- one network evaluation -------------------------------------------------------------
     def _predict(self, x: torch.Tensor, m: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
-        out = self._network_output(x, m, t, cond)
-        return out + cond if self.residual else out
-
-    def _network_output(self, x: torch.Tensor, m: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
         n, _, h, w = x.shape
-        parts = [x]
-        if self.mask_channel:
-            parts.append(m.to(x.dtype).expand(n, 1, h, w))
-        if self.linear_condition:
-            parts.append(cond)
-        inp = torch.cat(parts, dim=1) if len(parts) > 1 else x
         ts = torch.full((n,), int(t), dtype=torch.long, device=x.device)
         if self.mode == "full":
-            out = self.network(pad_to_multiple(inp, self.multiple), timesteps=ts)
-            return out[:, :, :h, :w]
+            return self.inputs.predict(self.network, x, m, ts, cond, self.multiple)
         from monai.inferers import sliding_window_inference
 
         side = int(math.ceil(int(self.tile) / self.multiple) * self.multiple)
@@ -203,10 +200,12 @@ class MaskedSliceSampler:
         def predictor(z):
             return self.network(z, timesteps=ts[:1].expand(z.shape[0]))
 
-        return sliding_window_inference(
-            inp, roi_size=(side, side), sw_batch_size=max(1, int(self.chunk_pixels) // (side * side)),
+        raw = sliding_window_inference(
+            self.inputs.build(x, m, cond), roi_size=(side, side),
+            sw_batch_size=max(1, int(self.chunk_pixels) // (side * side)),
             predictor=predictor, overlap=float(self.tile_overlap), mode="gaussian", padding_mode=pad_mode,
         )
+        return self.inputs.finish(raw, cond)
 
     # -- the loop ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,6 +214,7 @@ class MaskedSliceSampler:
         known_values: torch.Tensor,
         known: torch.Tensor,
         *,
+        cond: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
@@ -228,6 +228,8 @@ class MaskedSliceSampler:
             Values on known rows (anything elsewhere; never read).
         known : torch.Tensor bool (H,) or (N, H)
             True on measured rows.
+        cond : torch.Tensor (N, C, H, W), optional
+            The condition channels (model units) when ``inputs.condition``.
         generator : torch.Generator, optional
             On ``known_values.device``; seeds the initial noise and the ancestral noise.
         progress : callable(stage, done, total), optional
@@ -241,11 +243,9 @@ class MaskedSliceSampler:
         """
         x_known = known_values
         n, c, h, w = x_known.shape
-        known = torch.as_tensor(known, dtype=torch.bool, device=x_known.device)
-        if known.ndim == 1:
-            known = known.expand(n, h)
-        if tuple(known.shape) != (n, h):
-            raise ValueError(f"known-row mask shape {tuple(known.shape)} does not fit planes (N={n}, H={h})")
+        known = per_plane(known, n, h, x_known.device)
+        if self.inputs.condition and (cond is None or tuple(cond.shape) != tuple(x_known.shape)):
+            raise ValueError("a conditioned sampler needs cond with the planes' shape")
         per = max(1, int(self.chunk_pixels) // (h * w))
         n_chunks = math.ceil(n / per)
         total = n_chunks * self.steps
@@ -258,13 +258,13 @@ class MaskedSliceSampler:
                 sl = slice(start, min(n, start + per))
                 xk = x_known[sl]
                 m = known[sl][:, None, :, None]
-                cond = linear_fill(xk, known[sl]) if self.linear_condition else None
+                c_sl = cond[sl] if cond is not None else None
                 x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
                 for idx, t in zip(self.scheduler.timesteps.tolist(), self.model_timesteps.tolist()):
                     if cancel is not None and cancel():
                         raise Cancelled("sampling cancelled")
                     x = torch.where(m, xk, x)
-                    pred = self._predict(x, m, t, cond)
+                    pred = self._predict(x, m, t, c_sl)
                     if self._is_ddim:
                         x, _ = self.scheduler.step(pred, idx, x, eta=float(self.eta), generator=generator)
                     else:
@@ -272,10 +272,7 @@ class MaskedSliceSampler:
                     done += 1
                     if progress is not None:
                         progress(stage, done, total)
-                x = torch.where(m, xk, x)
-                if self.noise_match:
-                    x = match_noise(x, known[sl], generator, scale=float(self.noise_match))
-                out[sl] = x
+                out[sl] = torch.where(m, xk, x)
         finally:
             self.network.train(was_training)
         return out

@@ -102,4 +102,53 @@ class OutputGrid:
         return out
 
 
+@dataclass(frozen=True)
+class VolumeGrid:
+    """The output grid of a (C, Z, Y, X) volume: any axis may change.
+
+    z follows :class:`OutputGrid` (point samples: measured planes stay on the grid); y and x
+    are upscaled in-plane by an integer ``yx_scale`` (pixel areas: ``n`` pixels become
+    ``n * scale``, as image super-resolution does). Used by the API, the napari layer scale
+    and ``volsr info``, so every caller agrees on shapes and spacing.
+
+    Examples
+    --------
+    >>> g = VolumeGrid((4, 10, 12), z=OutputGrid(4, 2.5))
+    >>> g.shape_out, g.spacing_out((1.0, 0.4, 0.4))
+    ((9, 10, 12), (0.375, 0.4, 0.4))
+    >>> VolumeGrid((3, 10, 12), yx_scale=2).shape_out
+    (3, 20, 24)
+    """
+
+    shape_in: tuple[int, int, int]
+    z: OutputGrid | None = None
+    yx_scale: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape_in", tuple(int(v) for v in self.shape_in))
+        if len(self.shape_in) != 3:
+            raise InputError(f"a volume grid needs (Z, Y, X), got {self.shape_in}")
+        if self.z is not None and self.z.n_in != self.shape_in[0]:
+            raise InputError(f"the z grid expects {self.z.n_in} planes but the volume has {self.shape_in[0]}")
+        if isinstance(self.yx_scale, bool) or int(self.yx_scale) != self.yx_scale or int(self.yx_scale) < 1:
+            raise InputError(f"the in-plane scale must be a whole number >= 1, got {self.yx_scale!r}")
+        object.__setattr__(self, "yx_scale", int(self.yx_scale))
+
+    @property
+    def shape_out(self) -> tuple[int, int, int]:
+        z, y, x = self.shape_in
+        return (self.z.n_out if self.z else z, y * self.yx_scale, x * self.yx_scale)
+
+    def spacing_factors(self) -> tuple[float, float, float]:
+        """Output spacing / input spacing per axis."""
+        fz = 1.0
+        if self.z is not None:
+            fz = (self.z.n_in - 1) / (self.z.n_out - 1) if self.z.n_out > 1 else 1.0
+        return (fz, 1.0 / self.yx_scale, 1.0 / self.yx_scale)
+
+    def spacing_out(self, spacing_in) -> tuple:
+        """New (z, y, x) spacing; ``None`` entries stay ``None``."""
+        return tuple(None if s is None else float(s) * f for s, f in zip(spacing_in, self.spacing_factors()))
+
+
 from .masks import MaskSampler, mask_sampler_from_config, random_rows, strided_rows  # noqa: E402,F401

@@ -6,23 +6,27 @@ linear warm-up + cosine decay, gradient clipping, an EMA of the weights (used fo
 sampling), a step / wall-time budget, progress with cancellation, and resumable
 checkpoints (:mod:`volsr.checkpoint`).
 
-Engines may customise two things through optional attributes:
+The engine says what it needs through its interface, never through optional attributes:
+``engine.training_data(data, crop)`` gives the batch source (crops or plane triplets),
+``engine.capabilities.training_data`` whether batches come with row masks ('planes') or
+not ('triplets'), and ``engine.trainable_parts()`` the networks to optimise, each with its
+own learning rate and EMA decay (two-stage engines have two).
 
-* ``prepare_training_data(data, crop=None)`` -> an object with ``batch(rng, batch_size)``,
-  ``channels``, ``describe()`` and ``source_names`` (E2E-UNet uses plane triplets);
-  default :func:`volsr.data.as_plane_data`.
-* ``uses_row_masks`` (default True): when False, ``known`` is passed as None.
+The loop is assembled from small parts: :class:`TrainSettings` (validated options),
+:class:`Budget` (steps / wall time and the learning-rate schedule), :class:`TrainState`
+(counters, losses, random generators), :class:`Optimiser` (AdamW groups, clipping, EMA) and
+:class:`Checkpointer` (resumable checkpoints).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import inspect
 import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import torch
 
 from .errors import Cancelled, VolsrError
 
-__all__ = ["fit_engine", "lr_at", "lr_at_fraction", "ema_decay_at"]
+__all__ = ["fit_engine", "lr_at", "lr_at_fraction", "ema_decay_at", "TrainSettings", "Budget", "TrainState"]
 
 def lr_at(step: int, total: int, base_lr: float, warmup_frac: float = 0.1) -> float:
     """Learning rate at ``step`` (0-based): linear warm-up over ``warmup_frac * total`` steps, then cosine to 0.
@@ -106,344 +110,389 @@ def _progress_caller(progress: Callable | None):
     return call
 
 
-def _prepare_data(engine, data, crop):
-    from .data import PlaneData, as_plane_data
+def check_budget(steps, minutes) -> tuple[int | None, float | None]:
+    """The one check of a fit budget: positive whole steps and/or positive finite minutes."""
+    if steps is None and minutes is None:
+        raise VolsrError("no training budget: give steps (--steps N) and/or minutes (--minutes M)")
+    if steps is not None:
+        if isinstance(steps, bool) or int(steps) != steps or int(steps) <= 0:
+            raise VolsrError(f"steps must be a positive whole number of training steps, got {steps!r}")
+        steps = int(steps)
+    if minutes is not None:
+        if not (float(minutes) > 0 and math.isfinite(float(minutes))):
+            raise VolsrError(f"minutes must be a positive number, got {minutes!r}")
+        minutes = float(minutes)
+    return steps, minutes
 
-    prep = getattr(engine, "prepare_training_data", None)
-    if prep is not None:
-        return prep(data, crop=crop)
-    if isinstance(data, PlaneData) and crop is None:
-        return as_plane_data(data)
-    return as_plane_data(data, crop=crop if crop is not None else engine.cfg.get("crop"))
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Validated options of one fit (see :func:`fit_engine`)."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int = 16
+    lr: float | None = None
+    warmup_frac: float = 0.1
+    weight_decay: float | None = None
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    seed: int = 0
+    checkpoint_path: str | Path | None = None
+    checkpoint_every: int = 500
+    resume: bool = False
+    log_every: int = 50
+
+    def __post_init__(self):
+        steps, minutes = check_budget(self.steps, self.minutes)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "minutes", minutes)
+        if int(self.batch_size) < 1:
+            raise VolsrError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if not (0.0 <= float(self.warmup_frac) < 1.0):
+            raise VolsrError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        if int(self.checkpoint_every) < 1:
+            raise VolsrError(f"checkpoint_every must be >= 1 step, got {self.checkpoint_every!r}")
+        if int(self.log_every) < 1:
+            raise VolsrError(f"log_every must be >= 1, got {self.log_every!r}")
+        if self.resume and self.checkpoint_path is None:
+            raise VolsrError("resume=True needs checkpoint_path (the file to resume from)")
+        if self.lr is not None and not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
+            raise VolsrError(f"lr must be a positive number, got {self.lr!r}")
+        if self.ema_decay is not None and not (0.0 <= float(self.ema_decay) < 1.0):
+            raise VolsrError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
 
 
-def _match_channels(engine, channels: int) -> None:
-    """An untrained engine adopts the data's channel count; a trained one must match it."""
-    want = engine.cfg.get("channels")
-    if want is None or int(want) == int(channels):
-        return
-    if getattr(engine, "trained", False):
-        raise VolsrError(
-            f"the '{engine.name}' model was trained for {want} channel(s) but the training data have {channels}; "
-            "fine-tune only on data with the same channels, or train a new model"
-        )
-    engine.cfg["channels"] = int(channels)
-    engine.network = engine.build_network().to(engine.device)
-    engine.ema = copy.deepcopy(engine.network).requires_grad_(False)
+@dataclass
+class TrainState:
+    """Everything that changes step by step and is saved in a checkpoint."""
+
+    seed: int
+    device: torch.device
+    step: int = 0
+    ema_n: int = 0
+    losses: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    time_fraction: float = 0.0
+
+    def __post_init__(self):
+        self.np_rng = np.random.default_rng(self.seed)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(self.seed))
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "ema_n": self.ema_n, "losses": list(self.losses),
+                "history": [list(h) for h in self.history], "time_fraction": float(self.time_fraction),
+                "np_rng": json.dumps(self.np_rng.bit_generator.state), "torch_gen": self.gen.get_state(),
+                "seed": int(self.seed)}
+
+    def load(self, state: dict) -> None:
+        self.step, self.ema_n = int(state["step"]), int(state["ema_n"])
+        self.losses = [float(v) for v in state["losses"]]
+        self.history = [list(h) for h in state["history"]]
+        self.time_fraction = float(state.get("time_fraction", 0.0))
+        self.np_rng.bit_generator.state = json.loads(state["np_rng"])
+        self.gen.set_state(state["torch_gen"].to("cpu"))
+
+    def record(self, value: float, log_every: int) -> float:
+        """Add one loss; returns the running mean over the last ``log_every`` steps."""
+        self.step += 1
+        self.losses.append(value)
+        recent = float(np.mean(self.losses[-log_every:]))
+        if self.step % log_every == 0:
+            self.history.append([self.step, recent])
+        return recent
+
+    def close_history(self, log_every: int) -> None:
+        if self.losses and (not self.history or self.history[-1][0] != self.step):
+            tail = self.step % log_every or log_every
+            self.history.append([self.step, float(np.mean(self.losses[-tail:]))])
+
+
+class Budget:
+    """Steps and/or wall time, and the learning-rate factor at the current position.
+
+    With ``minutes`` alone the schedule follows elapsed time (:func:`lr_at_fraction`), so
+    warm-up and cosine decay span the budget however fast the machine is.
+    """
+
+    def __init__(self, total: int | None, minutes: float | None, warmup_frac: float, t_start: float,
+                 first_step: int, frac0: float = 0.0):
+        self.total, self.warmup_frac, self.first_step, self.frac0 = total, warmup_frac, first_step, frac0
+        self.time_mode = total is None
+        self.deadline = None if minutes is None else t_start + 60.0 * float(minutes)
+        self.t_loop = time.perf_counter()
+        self.frac = frac0
+        self.stopped_by = "steps"
+        self.shown_total = total
+        if self.time_mode and minutes is None:
+            raise VolsrError("resuming a time-budgeted run needs a budget: give --minutes or --steps")
+        if not self.time_mode and first_step >= total:
+            raise VolsrError(
+                f"the checkpoint already holds {first_step} steps, the budget is {total}; raise --steps to train further"
+            )
+
+    def _run_fraction(self, now: float) -> float:
+        return (now - self.t_loop) / max(self.deadline - self.t_loop, 1e-9)
+
+    def lr_factor(self, step: int) -> float | None:
+        """The lr multiplier for the next step, or None when the budget is spent."""
+        if not self.time_mode:
+            if step >= self.total:
+                return None
+            if self.deadline is not None and step > self.first_step and time.perf_counter() >= self.deadline:
+                self.stopped_by = "minutes"
+                return None
+            return lr_at(step, self.total, 1.0, self.warmup_frac)
+        now = time.perf_counter()
+        if now >= self.deadline and step > self.first_step:
+            self.stopped_by = "minutes"
+            return None
+        self.frac = min(self.frac0 + (1.0 - self.frac0) * self._run_fraction(now), 1.0)
+        return lr_at_fraction(self.frac, 1.0, self.warmup_frac)
+
+    def after_step(self, step: int) -> None:
+        if self.time_mode:
+            done = self._run_fraction(time.perf_counter())
+            self.frac = min(self.frac0 + (1.0 - self.frac0) * done, 1.0)
+            self.shown_total = max(step, self.first_step + int(round((step - self.first_step) / max(done, 1e-9))))
+
+
+class Optimiser:
+    """AdamW over the engine's trainable parts (one group each), gradient clipping, EMA updates."""
+
+    def __init__(self, engine, lr: float | None, weight_decay: float, grad_clip: float | None,
+                 ema_decay: float | None):
+        self.engine = engine
+        self.parts = engine.trainable_parts()
+        scale = 1.0 if lr is None else float(lr) / float(engine.cfg.lr)
+        self.base_lrs = [p.lr * scale for p in self.parts]
+        self.decays = [float(ema_decay) if ema_decay is not None else p.ema_decay for p in self.parts]
+        groups = [{"params": list(p.module.parameters()), "lr": b} for p, b in zip(self.parts, self.base_lrs)]
+        self.opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
+        self.grad_clip = grad_clip
+        self.params = [q for g in groups for q in g["params"]]
+
+    def set_lr(self, factor: float) -> float:
+        for group, base in zip(self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        return self.base_lrs[0] * factor
+
+    def step(self, loss: torch.Tensor, ema_n: int) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None and self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
+        self.opt.step()
+        for part, decay in zip(self.parts, self.decays):
+            _ema_update(part.ema, part.module, ema_decay_at(ema_n, decay))
+
+
+class Checkpointer:
+    """Writes resumable checkpoints every ``every`` steps, at the end and on cancel."""
+
+    def __init__(self, path, every: int, engine, optimiser: Optimiser, state: TrainState, budget_total):
+        self.path, self.every, self.engine, self.optimiser, self.state = path, int(every), engine, optimiser, state
+        self.budget_total = budget_total
+
+    def _payload(self) -> dict:
+        eng = self.engine
+        return {"engine": eng.name, "config": _config_json(eng), "network": eng.network.state_dict(),
+                "ema": eng.ema.state_dict(), "optimizer": self.optimiser.opt.state_dict(),
+                "total_steps": self.budget_total, **self.state.to_dict()}
+
+    def save(self) -> None:
+        from .checkpoint import save_training_checkpoint
+
+        if self.path is not None:
+            save_training_checkpoint(self.path, self._payload())
+
+    def maybe_save(self) -> None:
+        if self.path is not None and self.state.step % self.every == 0:
+            self.save()
 
 
 def _config_json(engine) -> str:
-    return json.dumps(engine.cfg, sort_keys=True, default=str)
+    return json.dumps(engine.cfg.to_dict(), sort_keys=True, default=str)
 
 
-def fit_engine(
-    engine,
-    data,
-    *,
-    steps: int | None = None,
-    minutes: float | None = None,
-    batch_size: int = 16,
-    lr: float | None = None,
-    warmup_frac: float = 0.1,
-    weight_decay: float | None = None,
-    grad_clip: float | None = 1.0,
-    ema_decay: float | None = None,
-    seed: int = 0,
-    progress: Callable[..., Any] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    checkpoint_path: str | Path | None = None,
-    checkpoint_every: int = 500,
-    resume: bool = False,
-    mask_sampler=None,
-    log_every: int = 50,
-    crop: int | None = None,
-) -> dict:
+def _resume(engine, path, state: TrainState, weight_decay, settings) -> tuple[Optimiser, int | None, float]:
+    """Load a checkpoint into engine and state; returns (optimiser, total steps, time fraction used)."""
+    from .checkpoint import load_training_checkpoint
+
+    ck = load_training_checkpoint(path)
+    if ck.get("engine") != engine.name:
+        raise VolsrError(f"checkpoint {path} is for engine '{ck.get('engine')}', not '{engine.name}'; "
+                         "resume with the same engine or start without --resume")
+    saved = json.loads(ck["config"])
+    if saved != json.loads(_config_json(engine)):
+        if saved.get("channels") != engine.cfg.channels:
+            raise VolsrError(f"checkpoint {path} was trained on {saved.get('channels')} channel(s), "
+                             f"the data have {engine.cfg.channels}; resume with the same data")
+        engine.rebuild(engine.Config.from_dict(saved, strict=False))  # its config defines the weights' shapes
+    engine.network.load_state_dict(ck["network"])
+    engine.ema.load_state_dict(ck["ema"])
+    opt = Optimiser(engine, settings.lr, weight_decay, settings.grad_clip, settings.ema_decay)
+    opt.opt.load_state_dict(ck["optimizer"])
+    state.load(ck)
+    total = settings.steps if settings.steps is not None else ck.get("total_steps")
+    frac0 = 0.0
+    if total is None:
+        frac0 = state.time_fraction
+        if frac0 >= 1.0:
+            raise VolsrError(f"the checkpoint's time budget is used up (step {state.step}); give --steps to train further")
+    return opt, (int(total) if total is not None else None), frac0
+
+
+def _loss_value(loss: torch.Tensor, step: int) -> float:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise VolsrError(f"the training loss became {value} at step {step + 1}; lower the learning rate (--lr)")
+    return value
+
+
+def _run_loop(engine, planes, sampler, state: TrainState, budget: Budget, opt: Optimiser, ckpt: Checkpointer,
+              settings: TrainSettings, report_progress, cancel) -> None:
+    uses_masks = engine.capabilities.training_data == "planes"
+    log_every = int(settings.log_every)
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled("training cancelled")
+        factor = budget.lr_factor(state.step)
+        if factor is None:
+            return
+        lr_now = opt.set_lr(factor)
+        hr = planes.batch(state.np_rng, settings.batch_size).to(engine.device, non_blocking=True)
+        known = None
+        if uses_masks:
+            known = torch.from_numpy(sampler(settings.batch_size, hr.shape[-2], state.np_rng)).to(engine.device)
+        loss = engine.training_loss(hr, known, state.gen)
+        value = _loss_value(loss, state.step)
+        opt.step(loss, state.ema_n)
+        state.ema_n += 1
+        recent = state.record(value, log_every)
+        budget.after_step(state.step)
+        state.time_fraction = budget.frac
+        ckpt.maybe_save()
+        if report_progress is not None:
+            report_progress(state.step, budget.shown_total, loss=recent, lr=lr_now)
+
+
+def _report(state: TrainState, budget: Budget, planes, settings, base_lr, t_start, first_step, resumed_from) -> dict:
+    loop_s = max(time.perf_counter() - budget.t_loop, 1e-9)
+    drawn = max(planes.drawn, 1)
+    losses, log_every = state.losses, int(settings.log_every)
+    return {
+        "steps": state.step,
+        "steps_this_run": state.step - first_step,
+        "total_steps": state.step if budget.time_mode else budget.total,
+        "minutes": (time.perf_counter() - t_start) / 60.0,
+        "final_loss": float(np.mean(losses[-log_every:])) if losses else float("nan"),
+        "mean_loss": float(np.mean(losses)) if losses else float("nan"),
+        "loss_history": state.history,
+        "steps_per_second": (state.step - first_step) / loop_s,
+        "estimated_total": bool(budget.time_mode),
+        "stopped_by": budget.stopped_by,
+        "resumed_from": resumed_from,
+        "data": planes.describe(),
+        "rejected_crop_fraction": planes.rejected / drawn,
+        "lr": base_lr,
+        "batch_size": int(settings.batch_size),
+        "seed": int(settings.seed),
+    }
+
+
+def _provenance(engine, planes, sampler, report: dict) -> dict:
+    previous = dict(engine.provenance) if engine.trained and engine.provenance else None
+    return {
+        "trained_on": planes.describe(),
+        "data": list(planes.source_names)[:100],
+        "steps": report["steps"],
+        "seed": report["seed"],
+        "batch_size": report["batch_size"],
+        "lr": report["lr"],
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "final_loss": report["final_loss"],
+        **({"mask": sampler.to_config()} if sampler is not None else {}),
+        **({"finetuned_from": previous} if previous else {}),
+    }
+
+
+def fit_engine(engine, data, *, mask_sampler=None, crop: int | None = None,
+               progress: Callable[..., Any] | None = None, cancel: Callable[[], bool] | None = None,
+               **options: Any) -> dict:
     """Train ``engine`` on planes within a step and/or wall-time budget.
 
     Parameters
     ----------
     engine : volsr.engines.learned.LearnedEngine
-        Trained in place: ``engine.network`` gets the live weights, ``engine.ema`` the EMA
-        weights (used for restoring and saved in model files). Everything runs on
-        ``engine.device``.
+        Trained in place: each trainable part's live weights and EMA weights (the EMA is used
+        for restoring and saved in model files). Everything runs on ``engine.device``.
     data : PlaneData, array, path, folder or list of those
         See :func:`volsr.data.as_plane_data`. An untrained engine adopts the data's channel
         count; a trained one (fine-tuning) must match it.
-    steps : int, optional
-        Total optimisation steps (including steps done before a resumed checkpoint). The
-        learning-rate schedule spans ``steps``.
-    minutes : float, optional
-        Wall-time budget for this call (counted from the call, data loading included).
-        With ``minutes`` alone the learning-rate schedule follows elapsed time instead of
-        steps (:func:`lr_at_fraction`), so warm-up and cosine decay span the budget however
-        fast the machine turns out to be; the step count shown to ``progress`` is then an
-        estimate from the speed so far (``report['estimated_total']`` says so). Training
-        stops at ``steps`` or ``minutes``, whichever comes first. At least one is required.
-    batch_size : int
-        Planes per step (default 16).
-    lr : float, optional
-        Peak learning rate (default ``engine.cfg['lr']``).
-    warmup_frac : float
-        Share of the steps spent in linear warm-up (default 0.1), then cosine decay to 0.
-    weight_decay : float, optional
-        AdamW weight decay (default ``engine.cfg.get('weight_decay', 1e-4)``).
-    grad_clip : float or None
-        Max gradient norm (default 1.0; None disables clipping).
-    ema_decay : float, optional
-        EMA decay (default ``engine.cfg['ema_decay']``), with warm-up
-        ``min(ema_decay, (1 + n) / (10 + n))``.
-    seed : int
-        Seeds the crop/mask generator (NumPy) and the engine's noise generator (torch).
-        Network initialisation happens when the engine is created, not here.
+    mask_sampler : volsr.masks.MaskSampler, optional
+        Default: from the engine config.
+    crop : int, optional
+        Crop size when ``data`` is not already a PlaneData (default ``engine.cfg.crop``).
     progress : callable, optional
         ``progress(stage, done, total)``; called once per step with ``stage='fit'`` and, if
         it accepts ``**info`` (or a ``loss`` argument), ``loss=`` (running mean) and
         ``lr=``. It may raise :class:`volsr.errors.Cancelled` to stop.
     cancel : callable, optional
         ``cancel()`` returning True stops training by raising :class:`Cancelled`.
-    checkpoint_path : path, optional
-        Where to write resumable checkpoints every ``checkpoint_every`` steps, at the end, and
-        when training is cancelled or interrupted (Ctrl-C).
-    checkpoint_every : int
-        Steps between checkpoints (default 500).
-    resume : bool
-        Continue from ``checkpoint_path`` if it exists (weights, EMA, optimizer, schedule
-        position, random generators): a run cancelled after a checkpoint and resumed ends
-        with the same weights as an uninterrupted run. Without a checkpoint file training
-        starts fresh (``report['resumed_from']`` is None).
-    mask_sampler : volsr.masks.MaskSampler, optional
-        Default: built from the engine config (:func:`volsr.masks.mask_sampler_from_config`).
-    log_every : int
-        Steps per entry of ``report['loss_history']`` (default 50).
-    crop : int, optional
-        Crop size when ``data`` is not already a PlaneData (default ``engine.cfg['crop']``).
+    **options
+        :class:`TrainSettings`: ``steps`` (total, including steps before a resumed
+        checkpoint; the lr schedule spans them), ``minutes`` (wall time of this call; alone,
+        the schedule follows elapsed time and ``progress`` totals are estimates), at least
+        one of the two; ``batch_size`` (16), ``lr`` (peak; default each part's config lr),
+        ``warmup_frac`` (0.1, then cosine to 0), ``weight_decay`` (default config),
+        ``grad_clip`` (1.0; None = off), ``ema_decay`` (default config; warm-up
+        ``min(decay, (1 + n) / (10 + n))``), ``seed`` (crops/masks and the engine's noise),
+        ``checkpoint_path``, ``checkpoint_every`` (500), ``resume`` (continue from
+        ``checkpoint_path``: a resumed run ends with the same weights as an uninterrupted
+        one), ``log_every`` (50 steps per ``loss_history`` entry).
 
     Returns
     -------
     dict
-        ``steps`` (total done), ``steps_this_run``, ``total_steps``, ``minutes``,
-        ``final_loss`` (mean of the last ``log_every`` steps), ``mean_loss``,
-        ``loss_history`` ([step, mean loss] pairs), ``steps_per_second``,
-        ``estimated_total``, ``stopped_by`` ('steps', 'minutes'), ``resumed_from``,
-        ``data``, ``rejected_crop_fraction``, ``lr``, ``batch_size``, ``seed``.
+        ``steps``, ``steps_this_run``, ``total_steps``, ``minutes``, ``final_loss``,
+        ``mean_loss``, ``loss_history``, ``steps_per_second``, ``estimated_total``,
+        ``stopped_by`` ('steps', 'minutes'), ``resumed_from``, ``data``,
+        ``rejected_crop_fraction``, ``lr``, ``batch_size``, ``seed``.
     """
-    from .checkpoint import load_training_checkpoint, save_training_checkpoint
-    from .masks import mask_sampler_from_config
-
     t_start = time.perf_counter()
-    # -- validate the budget and options ------------------------------------------------------
-    if steps is None and minutes is None:
-        raise VolsrError("no training budget: give steps (--steps N) and/or minutes (--minutes M)")
-    if steps is not None:
-        if int(steps) != steps or int(steps) <= 0:
-            raise VolsrError(f"steps must be a positive whole number of training steps, got {steps!r}")
-        steps = int(steps)
-    if minutes is not None and not (float(minutes) > 0 and math.isfinite(float(minutes))):
-        raise VolsrError(f"minutes must be a positive number, got {minutes!r}")
-    if int(batch_size) < 1:
-        raise VolsrError(f"batch_size must be >= 1, got {batch_size!r}")
-    if not (0.0 <= float(warmup_frac) < 1.0):
-        raise VolsrError(f"warmup_frac must be in [0, 1), got {warmup_frac!r}")
-    if int(checkpoint_every) < 1:
-        raise VolsrError(f"checkpoint_every must be >= 1 step, got {checkpoint_every!r}")
-    if int(log_every) < 1:
-        raise VolsrError(f"log_every must be >= 1, got {log_every!r}")
-    if resume and checkpoint_path is None:
-        raise VolsrError("resume=True needs checkpoint_path (the file to resume from)")
-    base_lr = float(lr if lr is not None else engine.cfg.get("lr", 1e-4))
-    if not (base_lr > 0 and math.isfinite(base_lr)):
-        raise VolsrError(f"lr must be a positive number, got {base_lr!r}")
-    wd = float(weight_decay if weight_decay is not None else engine.cfg.get("weight_decay", 1e-4))
-    decay = float(ema_decay if ema_decay is not None else engine.cfg.get("ema_decay", 0.999))
-    if not (0.0 <= decay < 1.0):
-        raise VolsrError(f"ema_decay must be in [0, 1), got {decay!r}")
-    batch_size = int(batch_size)
-
-    # -- data, channels, masks ----------------------------------------------------------------
-    planes = _prepare_data(engine, data, crop)
-    _match_channels(engine, planes.channels)
-    sampler = mask_sampler if mask_sampler is not None else mask_sampler_from_config(engine.cfg)
-    uses_masks = bool(getattr(engine, "uses_row_masks", True))
-    device = engine.device
-    net, ema = engine.network, engine.ema
-    net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=wd)
-    np_rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
-
-    # -- resume ---------------------------------------------------------------------------------
-    step, ema_n, losses, history = 0, 0, [], []
-    total = steps
-    resumed_from = None
-    frac0 = 0.0  # share of a time-based schedule already used (resume)
-    if resume and Path(checkpoint_path).exists():
-        state = load_training_checkpoint(checkpoint_path)
-        if state.get("engine") != engine.name:
-            raise VolsrError(
-                f"checkpoint {checkpoint_path} is for engine '{state.get('engine')}', not '{engine.name}'; "
-                "resume with the same engine or start without --resume"
-            )
-        saved_cfg = json.loads(state["config"])
-        if saved_cfg != json.loads(_config_json(engine)):
-            if saved_cfg.get("channels") != engine.cfg.get("channels"):
-                raise VolsrError(
-                    f"checkpoint {checkpoint_path} was trained on {saved_cfg.get('channels')} channel(s), "
-                    f"the data have {engine.cfg.get('channels')}; resume with the same data"
-                )
-            # otherwise adopt the checkpoint's network config (it defines the weights' shapes)
-            engine.cfg = saved_cfg
-            engine.network = net = engine.build_network().to(device)
-            engine.ema = ema = copy.deepcopy(net).requires_grad_(False)
-            net.train()
-            opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=wd)
-        net.load_state_dict(state["network"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        ema_n = int(state["ema_n"])
-        losses = [float(v) for v in state["losses"]]
-        history = [list(h) for h in state["history"]]
-        np_rng.bit_generator.state = json.loads(state["np_rng"])
-        gen.set_state(state["torch_gen"].to("cpu"))
-        resumed_from = step
-        if total is None:
-            if state.get("total_steps") is not None:
-                total = int(state["total_steps"])
-            else:
-                frac0 = float(state.get("time_fraction", 0.0))
-                if frac0 >= 1.0:
-                    raise VolsrError(
-                        f"the checkpoint's time budget is used up (step {step}); give --steps to train further"
-                    )
-    time_mode = total is None  # minutes only: schedule over elapsed time
-    if time_mode and minutes is None:
-        raise VolsrError("resuming a time-budgeted run needs a budget: give --minutes or --steps")
-    if not time_mode and step >= total:
-        raise VolsrError(
-            f"the checkpoint already holds {step} steps, the budget is {total}; raise --steps to train further"
-        )
-    frac = frac0
-
-    def checkpoint_state() -> dict:
-        return {
-            "engine": engine.name,
-            "config": _config_json(engine),
-            "network": net.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "ema_n": ema_n,
-            "total_steps": None if time_mode else total,
-            "time_fraction": float(frac),
-            "losses": list(losses),
-            "history": [list(h) for h in history],
-            "np_rng": json.dumps(np_rng.bit_generator.state),
-            "torch_gen": gen.get_state(),
-            "seed": int(seed),
-        }
-
-    report_progress = _progress_caller(progress)
-    deadline = None if minutes is None else t_start + 60.0 * float(minutes)
-    t_loop = time.perf_counter()
-    first_step = step
-    stopped_by = "steps"
-    shown_total = total
+    settings = TrainSettings(**options)
+    wd = float(settings.weight_decay if settings.weight_decay is not None else engine.cfg.weight_decay)
+    planes = engine.training_data(data, crop=crop)
+    engine.adopt_channels(planes.channels)
+    uses_masks = engine.capabilities.training_data == "planes"
+    sampler = (mask_sampler or engine.cfg.mask_sampler()) if uses_masks else None
+    state = TrainState(seed=int(settings.seed), device=engine.device)
+    total, frac0, resumed_from = settings.steps, 0.0, None
+    if settings.resume and Path(settings.checkpoint_path).exists():
+        opt, total, frac0 = _resume(engine, settings.checkpoint_path, state, wd, settings)
+        resumed_from = state.step
+    else:
+        opt = Optimiser(engine, settings.lr, wd, settings.grad_clip, settings.ema_decay)
+    first_step = state.step
+    budget = Budget(total, settings.minutes, float(settings.warmup_frac), t_start, first_step, frac0)
+    ckpt = Checkpointer(settings.checkpoint_path, settings.checkpoint_every, engine, opt, state,
+                        None if budget.time_mode else total)
+    engine.network.train()
     try:
-        while time_mode or step < total:
-            if cancel is not None and cancel():
-                raise Cancelled("training cancelled")
-            if time_mode:
-                now = time.perf_counter()
-                run_frac = (now - t_loop) / max(deadline - t_loop, 1e-9)
-                if now >= deadline and step > first_step:
-                    stopped_by = "minutes"
-                    break
-                frac = min(frac0 + (1.0 - frac0) * run_frac, 1.0)
-                lr_now = lr_at_fraction(frac, base_lr, warmup_frac)
-            else:
-                lr_now = lr_at(step, total, base_lr, warmup_frac)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
-            hr = planes.batch(np_rng, batch_size).to(device, non_blocking=True)
-            known = None
-            if uses_masks:
-                known = torch.from_numpy(sampler(batch_size, hr.shape[-2], np_rng)).to(device)
-            loss = engine.training_loss(hr, known, gen)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise VolsrError(
-                    f"the training loss became {value} at step {step + 1}; lower the learning rate (--lr)"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None and grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(grad_clip))
-            opt.step()
-            _ema_update(ema, net, ema_decay_at(ema_n, decay))
-            ema_n += 1
-            step += 1
-            losses.append(value)
-            if step % int(log_every) == 0:
-                history.append([step, float(np.mean(losses[-int(log_every):]))])
-            now = time.perf_counter()
-            if time_mode:
-                done_frac = (now - t_loop) / max(deadline - t_loop, 1e-9)
-                frac = min(frac0 + (1.0 - frac0) * done_frac, 1.0)
-                shown_total = max(step, first_step + int(round((step - first_step) / max(done_frac, 1e-9))))
-            if checkpoint_path is not None and step % int(checkpoint_every) == 0:
-                save_training_checkpoint(checkpoint_path, checkpoint_state())
-            if report_progress is not None:
-                report_progress(step, shown_total, loss=float(np.mean(losses[-int(log_every):])), lr=lr_now)
-            if not time_mode and deadline is not None and now >= deadline and step < total:
-                stopped_by = "minutes"
-                break
+        _run_loop(engine, planes, sampler, state, budget, opt, ckpt, settings, _progress_caller(progress), cancel)
     except (Cancelled, KeyboardInterrupt):
-        if checkpoint_path is not None and step > first_step:
-            save_training_checkpoint(checkpoint_path, checkpoint_state())
-        net.eval()
+        if state.step > first_step:
+            ckpt.save()
+        engine.network.eval()
         raise
-    if checkpoint_path is not None and step > first_step and step % int(checkpoint_every) != 0:
-        save_training_checkpoint(checkpoint_path, checkpoint_state())
-    net.eval()
-    ema.eval()
-    if losses and (not history or history[-1][0] != step):
-        tail = step % int(log_every) or int(log_every)
-        history.append([step, float(np.mean(losses[-tail:]))])
-
-    elapsed = time.perf_counter() - t_start
-    loop_s = max(time.perf_counter() - t_loop, 1e-9)
-    drawn = max(getattr(planes, "drawn", 0), 1)
-    report = {
-        "steps": step,
-        "steps_this_run": step - first_step,
-        "total_steps": step if time_mode else total,
-        "minutes": elapsed / 60.0,
-        "final_loss": float(np.mean(losses[-int(log_every):])) if losses else float("nan"),
-        "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-        "loss_history": history,
-        "steps_per_second": (step - first_step) / loop_s,
-        "estimated_total": bool(time_mode),
-        "stopped_by": stopped_by,
-        "resumed_from": resumed_from,
-        "data": planes.describe(),
-        "rejected_crop_fraction": getattr(planes, "rejected", 0) / drawn,
-        "lr": base_lr,
-        "batch_size": batch_size,
-        "seed": int(seed),
-    }
-    previous = dict(engine.provenance) if getattr(engine, "trained", False) and engine.provenance else None
-    engine.provenance = {
-        "trained_on": planes.describe(),
-        "data": list(getattr(planes, "source_names", []))[:100],
-        "steps": step,
-        "seed": int(seed),
-        "batch_size": batch_size,
-        "lr": base_lr,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "final_loss": report["final_loss"],
-        **({"mask": sampler.to_config()} if uses_masks and hasattr(sampler, "to_config") else {}),
-        **({"finetuned_from": previous} if previous else {}),
-    }
+    if state.step > first_step and state.step % ckpt.every != 0:
+        ckpt.save()
+    engine.network.eval()
+    engine.ema.eval()
+    state.close_history(int(settings.log_every))
+    report = _report(state, budget, planes, settings, opt.base_lrs[0], t_start, first_step, resumed_from)
+    engine.provenance = _provenance(engine, planes, sampler, report)
     engine.trained = True
     return report

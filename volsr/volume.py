@@ -3,14 +3,20 @@
 The (C, Z, Y, X) volume is cut into XZ planes (one per y: rows = Z, cols = X) and YZ planes
 (one per x: rows = Z, cols = Y), laid on the output z grid with the measured planes as
 known rows, restored batch by batch through ``engine.restore`` and written back. The two
-directions are fused in place, so peak memory stays near one output volume plus one batch
-(and the input may be any array that supports slicing, e.g. a zarr or dask chunk).
+directions are fused in place, slab by slab, into ``out`` (a NumPy array by default, or any
+array-like that supports slice assignment, e.g. a zarr array), so peak memory stays near one
+batch plus whatever ``out`` keeps in memory; the input may be any sliceable array.
+
+Every slab gets its own seed, derived from the call's seed, the direction and the slab's
+first index (:func:`slab_seed`), so a result does not depend on the order slabs are run in.
+Engines that declare ``capabilities.volume`` (E2E-UNet) get the whole volume instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +24,7 @@ import torch
 from einops import rearrange
 from scipy.ndimage import gaussian_filter
 
-from .engines.base import Engine
+from .engines.base import Engine, RestoreOptions, make_options
 from .errors import Cancelled, InputError
 from .sampling import OutputGrid
 
@@ -61,15 +67,41 @@ def fuse(a: np.ndarray, b: np.ndarray, fusion: str) -> np.ndarray:
     raise ValueError(fusion)
 
 
-def blur_volume(volume: np.ndarray, sigma: float) -> np.ndarray:
-    """3D Gaussian blur per channel, in place. Kernel radius max(1, ceil(2*sigma)): sigma 0.5 -> 3x3x3 (paper)."""
+def blur_volume(volume, sigma: float, slab: int = 64) -> Any:
+    """3D Gaussian blur per channel, in place, in y slabs (the result equals a whole-volume blur).
+
+    Kernel radius max(1, ceil(2*sigma)): sigma 0.5 -> 3x3x3 (paper). Each slab is blurred with
+    a halo of unblurred rows from its neighbours, so ``volume`` may be an on-disk array.
+    """
     if not (sigma > 0 and math.isfinite(sigma)):
         raise InputError(f"blur sigma must be a positive number, got {sigma!r}")
     radius = max(1, math.ceil(2 * sigma))
-    for c in range(volume.shape[0]):
-        volume[c] = gaussian_filter(volume[c], sigma=sigma, radius=radius, mode="reflect")
+    ny = volume.shape[2]
+    tail = None  # unblurred rows just above the current slab
+    for y0 in range(0, ny, slab):
+        y1 = min(ny, y0 + slab)
+        below = np.array(volume[:, :, y0:min(ny, y1 + radius), :], dtype=np.float32)  # a copy, never a view
+        block = below if tail is None else np.concatenate([tail, below], axis=2)
+        top = 0 if tail is None else tail.shape[2]
+        tail = block[:, :, top + (y1 - y0) - min(radius, y1 - y0 + top):top + (y1 - y0)].copy()
+        for c in range(block.shape[0]):
+            block[c] = gaussian_filter(block[c], sigma=sigma, radius=radius, mode="reflect")
+        volume[:, :, y0:y1, :] = block[:, :, top:top + (y1 - y0)]
     return volume
 
+
+def slab_seed(seed: int, axis: str, start: int) -> int:
+    """The seed of the slab of planes starting at ``start`` along ``axis`` (order-independent)."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0 if axis == "xz" else 1, int(start)])
+    return int(ss.generate_state(1)[0])
+
+
+@dataclass
+class VolumeResult:
+    """What :func:`restore_volume` returns: the restored volume and, with ``n_samples > 1``, a std map."""
+
+    data: Any
+    std: Any = None
 
 def _batch_progress(progress: ProgressFn, axis: str, start: int, size: int, n: int) -> ProgressFn:
     """Map an engine's (step done, steps total) inside one batch onto planes done along ``axis``."""
@@ -83,13 +115,12 @@ def _batch_progress(progress: ProgressFn, axis: str, start: int, size: int, n: i
 def _run_direction(
     volume, grid: OutputGrid, engine: Engine, axis: str, batch_size: int, n_samples: int,
     write: Callable[[slice, np.ndarray, np.ndarray | None], None],
-    progress: ProgressFn | None, cancel: Callable[[], bool] | None, restore_kwargs: dict,
+    progress: ProgressFn | None, cancel: Callable[[], bool] | None, options: RestoreOptions, seed: int,
 ) -> None:
     """Restore all planes along one direction; ``write(sl, planes, std)`` stores each batch."""
     c, _, ny, nx = volume.shape
     n = ny if axis == "xz" else nx
     known = torch.from_numpy(grid.known_mask).to(engine.device)
-    done = 0
     if progress is not None:
         progress(axis, 0, n)
     for start in range(0, n, batch_size):
@@ -101,18 +132,63 @@ def _run_direction(
         else:  # fixed x: rows = Z, cols = Y
             slab = rearrange(np.asarray(volume[:, :, :, sl]), "c z y b -> b c z y")
         planes = torch.from_numpy(np.ascontiguousarray(grid.place(slab.astype(np.float32), axis=2))).to(engine.device)
-        kwargs = restore_kwargs
+        opts = options.replace(seed=slab_seed(seed, axis, start))
+        run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
-            kwargs = {**restore_kwargs, "progress": _batch_progress(progress, axis, start, sl.stop - start, n)}
+            run["progress"] = _batch_progress(progress, axis, start, sl.stop - start, n)
         with torch.no_grad():
             if n_samples > 1:
-                mean, std = engine.restore_with_std(planes, known, n_samples, **kwargs)
+                mean, std = engine.restore_with_std(planes, known, n_samples, opts, **run)
                 write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())
             else:
-                write(sl, engine.restore(planes, known, **kwargs).float().cpu().numpy(), None)
-        done = sl.stop
+                write(sl, engine.restore(planes, known, opts, **run).float().cpu().numpy(), None)
         if progress is not None:
-            progress(axis, done, n)
+            progress(axis, sl.stop, n)
+
+
+def _check_out(arr, shape, what: str):
+    if arr is None:
+        return np.empty(shape, dtype=np.float32)
+    if tuple(arr.shape) != tuple(shape):
+        raise InputError(f"{what} has shape {tuple(arr.shape)}, the restoration needs {tuple(shape)}")
+    return arr
+
+
+def _fuse_writers(out, std, first: str, fusion: str):
+    """The write callbacks of the two directions (XZ stores, YZ fuses into what XZ stored)."""
+
+    def write_xz(sl, res, sd):
+        out[:, :, sl, :] = rearrange(res, "b c z x -> c z b x")
+        if std is not None:
+            std[:, :, sl, :] = rearrange(sd, "b c z x -> c z b x")
+
+    def write_yz(sl, res, sd):
+        res = rearrange(res, "b c z y -> c z y b")
+        sd = None if sd is None else rearrange(sd, "b c z y -> c z y b")
+        if first == "xz":
+            out[..., sl] = fuse(np.asarray(out[..., sl]), res, fusion)
+            if std is not None:
+                std[..., sl] = np.sqrt(0.5 * (np.asarray(std[..., sl]) ** 2 + sd**2))
+        else:
+            out[..., sl] = res
+            if std is not None:
+                std[..., sl] = sd
+
+    return write_xz, write_yz
+
+
+def _paste_measured(out, std, volume, grid: OutputGrid, slab: int = 64) -> None:
+    """Measured planes back, unchanged, slab by slab along y."""
+    ny = volume.shape[2]
+    for y0 in range(0, ny, slab):
+        sl = slice(y0, min(ny, y0 + slab))
+        block = np.asarray(out[:, :, sl, :])
+        block[:, grid.positions] = np.asarray(volume[:, :, sl, :], dtype=np.float32)
+        out[:, :, sl, :] = block
+        if std is not None:
+            sblock = np.asarray(std[:, :, sl, :])
+            sblock[:, grid.positions] = 0.0
+            std[:, :, sl, :] = sblock
 
 
 def restore_volume(
@@ -126,10 +202,14 @@ def restore_volume(
     keep_measured: bool = True,
     batch_size: int | None = None,
     n_samples: int = 1,
+    seed: int = 0,
+    options: RestoreOptions | None = None,
+    out=None,
+    std_out=None,
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
-    **restore_kwargs: Any,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    **option_kwargs: Any,
+) -> VolumeResult:
     """Restore a normalised (C, Z, Y, X) volume onto ``grid``'s output z grid.
 
     Parameters
@@ -139,8 +219,8 @@ def restore_volume(
     grid : OutputGrid
         Must have ``grid.n_in == Z``.
     engine : Engine
-        Any registered engine; engines that define ``restore_volume`` (volumetric baselines
-        such as ``e2e-unet``) get the whole volume instead of planes.
+        Any registered engine; engines with ``capabilities.volume`` (``e2e-unet``) get the
+        whole volume instead of planes.
     planes : {'both', 'xz', 'yz'}
         Directions to restore. ``both`` is the paper's method.
     fusion : {'mean', 'geometric', 'xz', 'yz'}
@@ -150,25 +230,34 @@ def restore_volume(
     keep_measured : bool
         Paste the measured planes back after fusion/blur so they come back unchanged.
     batch_size : int, optional
-        Planes per engine call; default from :func:`default_batch_size`.
+        Planes per engine call (a slab); default from :func:`default_batch_size`.
+        ``options.batch_size`` separately caps planes per network call inside the engine.
     n_samples : int
-        >1 asks a stochastic engine for several samples; returns ``(mean, std)``. The fused
-        std is the root-mean-square of the two directions' std maps.
+        >1 asks a stochastic engine for several samples; the result then has ``std`` (the
+        root-mean-square of the two directions' std maps).
+    seed : int
+        Root of the per-slab seeds (:func:`slab_seed`).
+    options : RestoreOptions, optional
+        Per-call engine options (also accepted as keywords, e.g. ``sampling_steps=5``).
+    out, std_out : array-like (C, grid.n_out, Y, X), optional
+        Where to write (e.g. a zarr array); default new float32 NumPy arrays.
     progress : callable(stage, done, total), optional
     cancel : callable() -> bool, optional
-        Checked between batches; True raises :class:`volsr.errors.Cancelled`.
+        Checked between batches (and by learned engines between steps); True raises
+        :class:`volsr.errors.Cancelled`.
 
     Returns
     -------
-    numpy.ndarray (C, grid.n_out, Y, X) float32, or ``(restored, std)`` when ``n_samples > 1``.
+    VolumeResult
+        ``data`` (C, grid.n_out, Y, X) float32 (``out`` when given), ``std`` or None.
 
     Examples
     --------
     >>> import numpy as np
     >>> from volsr.engines import create_engine
     >>> vol = np.stack([np.full((8, 8), z, np.float32) for z in range(3)])[None]
-    >>> out = restore_volume(vol, OutputGrid(3, 2), create_engine("linear"))
-    >>> out[0, :, 0, 0].tolist()
+    >>> res = restore_volume(vol, OutputGrid(3, 2), create_engine("linear"))
+    >>> res.data[0, :, 0, 0].tolist()
     [0.0, 0.5, 1.0, 1.5, 2.0]
     """
     planes, fusion = check_options(planes, fusion)
@@ -179,42 +268,24 @@ def restore_volume(
         raise InputError(f"volume has {z} z planes but the grid expects {grid.n_in}")
     if n_samples < 1:
         raise InputError(f"n_samples must be >= 1, got {n_samples}")
-
-    if cancel is not None and engine.learned:  # learned engines also poll it between denoising steps
-        restore_kwargs.setdefault("cancel", cancel)
-    hook = getattr(engine, "restore_volume", None)
-    if callable(hook):  # volumetric engines (e.g. e2e-unet) work on the whole stack
-        out = np.asarray(hook(np.asarray(volume, dtype=np.float32), grid, progress=progress, cancel=cancel), dtype=np.float32)
-        std = np.zeros_like(out) if n_samples > 1 else None
+    opts = make_options(options, **option_kwargs)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
+    shape = (c, grid.n_out, ny, nx)
+    out = _check_out(out, shape, "out")
+    std = _check_out(std_out, shape, "std_out") if n_samples > 1 else None
+    if std is not None:
+        std[...] = 0.0
+    if engine.capabilities.volume:  # volumetric engines (e.g. e2e-unet) work on the whole stack
+        out[...] = np.asarray(engine.restore_volume(np.asarray(volume, dtype=np.float32), grid, opts,
+                                                    progress=progress, cancel=cancel), dtype=np.float32)
     else:
-        out = np.empty((c, grid.n_out, ny, nx), dtype=np.float32)
-        std = np.zeros_like(out) if n_samples > 1 else None
         first = "xz" if planes in ("both", "xz") else "yz"
-
-        def write_xz(sl, res, sd):
-            out[:, :, sl, :] = rearrange(res, "b c z x -> c z b x")
-            if std is not None:
-                std[:, :, sl, :] = rearrange(sd, "b c z x -> c z b x")
-
-        def write_yz(sl, res, sd):
-            res = rearrange(res, "b c z y -> c z y b")
-            if first == "xz":
-                out[..., sl] = fuse(out[..., sl], res, fusion)
-                if std is not None:
-                    sd = rearrange(sd, "b c z y -> c z y b")
-                    std[..., sl] = np.sqrt(0.5 * (std[..., sl] ** 2 + sd**2))
-            else:
-                out[..., sl] = res
-                if std is not None:
-                    std[..., sl] = rearrange(sd, "b c z y -> c z y b")
-
-        if planes in ("both", "xz"):
-            bs = batch_size or default_batch_size(engine, c, grid.n_out, nx)
-            _run_direction(volume, grid, engine, "xz", bs, n_samples, write_xz, progress, cancel, restore_kwargs)
-        if planes in ("both", "yz"):
-            bs = batch_size or default_batch_size(engine, c, grid.n_out, ny)
-            _run_direction(volume, grid, engine, "yz", bs, n_samples, write_yz, progress, cancel, restore_kwargs)
-
+        write_xz, write_yz = _fuse_writers(out, std, first, fusion)
+        for axis, write, side in (("xz", write_xz, nx), ("yz", write_yz, ny)):
+            if planes in ("both", axis):
+                bs = int(batch_size or default_batch_size(engine, c, grid.n_out, side))
+                _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed)
     if blur_sigma:
         if progress is not None:
             progress("blur", 0, 1)
@@ -222,7 +293,5 @@ def restore_volume(
         if progress is not None:
             progress("blur", 1, 1)
     if keep_measured:
-        out[:, grid.positions] = np.asarray(volume[:, :], dtype=np.float32)
-        if std is not None:
-            std[:, grid.positions] = 0.0
-    return (out, std) if std is not None else out
+        _paste_measured(out, std, volume, grid)
+    return VolumeResult(out, std)

@@ -78,7 +78,7 @@ def engine_choices() -> list[tuple[str, EngineChoice]]:
             cls = get_engine_class(name)
         except VolsrError:
             continue
-        if cls.learned:
+        if cls.capabilities.learned:
             fits.append((f"fit {name} on this stack", EngineChoice("fit", name)))
         else:
             desc = f" — {cls.description}" if cls.description else ""

@@ -51,7 +51,7 @@ def learned_engines() -> list[str]:
     out = []
     for name in list_engines():
         try:
-            if get_engine_class(name).learned:
+            if get_engine_class(name).capabilities.learned:
                 out.append(name)
         except VolsrError:
             continue

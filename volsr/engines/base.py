@@ -13,20 +13,113 @@ rows equal the input exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+
+from ..errors import VolsrError
+from ..masks import row_mask
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``; may raise :class:`volsr.errors.Cancelled` to stop."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; callers ask this instead of probing attributes.
+
+    Attributes
+    ----------
+    rows : bool
+        Restores the unknown rows of planes (:meth:`Engine.restore`): z restoration through the
+        sliced XZ/YZ pipeline.
+    upscale : bool
+        Upscales images in-plane by an integer scale (:meth:`Engine.upscale`).
+    volume : bool
+        Restores a whole volume on the output z grid itself (:meth:`Engine.restore_volume`);
+        the pipeline hands it the volume instead of planes.
+    learned : bool
+        Has weights: fits on data, saves/loads a model file.
+    stochastic : bool
+        Results are samples: seeds matter and ``n_samples > 1`` gives an uncertainty map.
+    options : frozenset of str
+        Per-call options (fields of :class:`RestoreOptions`) it takes beyond the common ones
+        (``seed``, ``batch_size``); any other option is refused.
+    training_data : {'planes', 'triplets'}
+        What the trainer feeds it: 2D crops with row masks, or XY plane triplets (E2E-UNet).
+    """
+
+    rows: bool = True
+    upscale: bool = False
+    volume: bool = False
+    learned: bool = False
+    stochastic: bool = False
+    options: frozenset[str] = frozenset()
+    training_data: str = "planes"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Per-call restoration options, one object for every engine.
+
+    ``None`` means "the model's / engine's default". An engine that does not declare an
+    option in :attr:`Capabilities.options` refuses it when it is set (:func:`check_options`).
+    """
+
+    seed: int | None = None
+    batch_size: int | None = None
+    sampling_steps: int | None = None
+    sampler: str | None = None
+    eta: float | None = None
+    inference_mode: str | None = None
+    noise_match: float | None = None
+    timestep_spacing: str | None = None
+    realism: float | None = None
+
+    def __post_init__(self):
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size
+                                            or int(self.batch_size) < 1):
+            raise VolsrError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        if self.realism is not None and not (0.0 <= float(self.realism) <= 1.0):
+            raise VolsrError(f"realism must be a number in [0, 1], got {self.realism!r}")
+
+    def set_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def replace(self, **changes) -> RestoreOptions:
+        return dataclasses.replace(self, **changes)
+
+
+COMMON_OPTIONS = frozenset({"seed", "batch_size"})
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(RestoreOptions))
+
+
+def make_options(options: RestoreOptions | None = None, **kwargs: Any) -> RestoreOptions:
+    """Merge keyword options into a :class:`RestoreOptions`; unknown names are refused."""
+    unknown = sorted(set(kwargs) - OPTION_NAMES)
+    if unknown:
+        raise VolsrError(f"unknown restore option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(OPTION_NAMES))}")
+    base = options or RestoreOptions()
+    return base.replace(**{k: v for k, v in kwargs.items() if v is not None}) if kwargs else base
+
+
+def check_options(engine_name: str, caps: Capabilities, options: RestoreOptions) -> None:
+    """Refuse an option the engine does not take, the same way for every engine."""
+    taken = COMMON_OPTIONS | caps.options
+    extra = sorted(k for k in options.set_fields() if k not in taken)
+    if extra:
+        raise VolsrError(
+            f"engine '{engine_name}' does not take the option(s) {', '.join(extra)}; "
+            f"it takes: {', '.join(sorted(taken))}"
+        )
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else MPS when available, else CPU."""
-    from ..errors import VolsrError
-
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -41,74 +134,118 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def known_rows(known: torch.Tensor, n: int, h: int) -> torch.Tensor:
-    """Broadcast a (H,) or (N, H) bool mask to (N, 1, H, 1) for row-wise blending."""
-    known = torch.as_tensor(known, dtype=torch.bool)
-    if known.ndim == 1:
-        known = known.expand(n, h)
-    if known.shape != (n, h):
-        raise ValueError(f"known-row mask shape {tuple(known.shape)} does not fit planes with N={n}, H={h}")
-    return known[:, None, :, None]
+    """Broadcast a (H,) or (N, H) bool mask to (N, 1, H, 1) (:func:`volsr.masks.row_mask`)."""
+    return row_mask(known, n, h)
 
 
 def paste_known(restored: torch.Tensor, planes: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Return ``restored`` with the known rows replaced by the measured values."""
     n, _, h, _ = planes.shape
-    m = known_rows(known.to(planes.device), n, h)
-    return torch.where(m, planes, restored)
+    return torch.where(row_mask(known, n, h, planes.device), planes, restored)
 
 
 class Engine(ABC):
-    """Restores 2D planes whose rows are partly measured.
+    """Restores 2D planes whose rows are partly measured (and/or upscales images).
 
-    Subclasses set ``name`` and implement :meth:`_restore`. Engines that learn set
-    ``learned = True`` and derive from :class:`volsr.engines.learned.LearnedEngine`.
+    Subclasses set ``name``, ``capabilities`` and implement :meth:`_restore` (rows),
+    :meth:`_upscale` (upscale) or :meth:`restore_volume` (volume). Engines that learn derive
+    from :class:`volsr.engines.learned.LearnedEngine`.
     """
 
     name: ClassVar[str] = ""
-    learned: ClassVar[bool] = False
-    supports_uncertainty: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, device: str | torch.device | None = "cpu", **options: Any):
+        if options:
+            raise VolsrError(f"engine '{self.name}' has no settings; got {', '.join(sorted(options))}")
         self.device = resolve_device(device)
-        self.options = dict(options)
+
+    @property
+    def learned(self) -> bool:
+        return self.capabilities.learned
+
+    @property
+    def supports_uncertainty(self) -> bool:
+        return self.capabilities.stochastic
 
     # -- the interface -------------------------------------------------------------------
-    def restore(self, planes: torch.Tensor, known: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Fill the unknown rows of ``planes`` (N, C, H, W); known rows come back unchanged."""
-        if planes.ndim != 4:
-            raise ValueError(f"planes must be (N, C, H, W), got shape {tuple(planes.shape)}")
+    def restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions | None = None, *,
+                progress: Callable | None = None, cancel: Callable[[], bool] | None = None,
+                generator: torch.Generator | None = None, **kwargs: Any) -> torch.Tensor:
+        """Fill the unknown rows of ``planes`` (N, C, H, W); known rows come back unchanged.
+
+        ``options`` (or the same names as keywords) are checked against the engine's
+        declared :attr:`Capabilities.options`.
+        """
+        opts = self._prepare(planes, known, options, kwargs)
         known = torch.as_tensor(known, dtype=torch.bool)
-        n, _, h, _ = planes.shape
-        known_rows(known, n, h)  # validates the shape
-        if not bool(known.any()):
-            raise ValueError("no known rows: nothing to restore from")
-        out = self._restore(planes, known, **kwargs)
+        out = self._restore(planes, known, opts, progress=progress, cancel=cancel, generator=generator)
         return paste_known(out, planes, known)
 
+    def _prepare(self, planes, known, options, kwargs) -> RestoreOptions:
+        if not self.capabilities.rows:
+            raise VolsrError(f"engine '{self.name}' does not restore planes row by row; "
+                             "use the volume pipeline (volsr.restore / volsr infer)")
+        opts = make_options(options, **kwargs)
+        check_options(self.name, self.capabilities, opts)
+        if planes.ndim != 4:
+            raise VolsrError(f"planes must be (N, C, H, W), got shape {tuple(planes.shape)}")
+        known = torch.as_tensor(known, dtype=torch.bool)
+        n, _, h, _ = planes.shape
+        row_mask(known, n, h)  # validates the shape
+        if not bool(known.any()):
+            raise VolsrError("no known rows: nothing to restore from")
+        return opts
+
     def restore_with_std(
-        self, planes: torch.Tensor, known: torch.Tensor, n_samples: int, **kwargs: Any
+        self, planes: torch.Tensor, known: torch.Tensor, n_samples: int, options: RestoreOptions | None = None,
+        **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and per-pixel std of ``n_samples`` restorations (deterministic engines: std = 0)."""
-        out = self.restore(planes, known, **kwargs)
+        out = self.restore(planes, known, options, **kwargs)
         return out, torch.zeros_like(out)
 
-    @abstractmethod
-    def _restore(self, planes: torch.Tensor, known: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def _restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions, *,
+                 progress=None, cancel=None, generator=None) -> torch.Tensor:
         """Engine-specific restoration; the caller pastes the known rows afterwards."""
+        raise NotImplementedError
+
+    def restore_volume(self, volume_czyx, grid, options: RestoreOptions | None = None, *,
+                       progress=None, cancel=None):
+        """Whole-volume restoration (engines with ``capabilities.volume``)."""
+        raise VolsrError(f"engine '{self.name}' does not restore whole volumes")
+
+    def upscale(self, images: torch.Tensor, scale: int, options: RestoreOptions | None = None, *,
+                progress=None, cancel=None, generator=None, **kwargs: Any) -> torch.Tensor:
+        """Upscale (N, C, H, W) images in-plane by an integer ``scale`` -> (N, C, H*s, W*s)."""
+        if not self.capabilities.upscale:
+            raise VolsrError(f"engine '{self.name}' does not upscale images in-plane; choose a 2D engine")
+        opts = make_options(options, **kwargs)
+        check_options(self.name, self.capabilities, opts)
+        if images.ndim != 4 or min(images.shape[-2:]) < 2:
+            raise VolsrError(f"images must be (N, C, H, W) with H, W >= 2, got shape {tuple(images.shape)}")
+        if isinstance(scale, bool) or int(scale) != scale or int(scale) < 1:
+            raise VolsrError(f"the scale must be a whole number >= 1, got {scale!r}")
+        out = self._upscale(images, int(scale), opts, progress=progress, cancel=cancel, generator=generator)
+        n, c, h, w = images.shape
+        if tuple(out.shape) != (n, c, h * int(scale), w * int(scale)):
+            raise VolsrError(f"engine '{self.name}' returned shape {tuple(out.shape)} for scale {scale}")
+        return out
+
+    def _upscale(self, images, scale, options, *, progress=None, cancel=None, generator=None):
+        raise NotImplementedError
 
     def to(self, device: str | torch.device) -> Engine:
         self.device = resolve_device(device)
         return self
 
     def config(self) -> dict:
-        """JSON-serialisable description (engine name + options)."""
-        return {"engine": self.name, **self.options}
+        """JSON-serialisable description (engine name + settings)."""
+        return {"engine": self.name}
 
     def save(self, path, **kwargs) -> None:
         """Interpolation engines have no weights: saving is refused with a clear message."""
-        from ..errors import VolsrError
-
         raise VolsrError(f"engine '{self.name}' has no learned weights; there is nothing to save")
 
     def __repr__(self) -> str:

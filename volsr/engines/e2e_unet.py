@@ -26,15 +26,16 @@ the mean of the two input planes; ``preset='paper'`` sets ``residual=False``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError, VolsrError
 from ..sampling import OutputGrid
+from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
-from .msunet import PIXELS_PER_CHUNK, UNET_PRESETS, apply_preset, build_basic_unet, padded_size, run_padded
+from .unet_common import PIXELS_PER_CHUNK, UNetConfig, build_basic_unet, forward_padded, padded_size, unet_presets
 
 __all__ = ["E2EUNetEngine", "subdivision_plan"]
 
@@ -93,48 +94,30 @@ class E2EUNetEngine(LearnedEngine):
 
     name = "e2e-unet"
     description = "end-to-end UNet predicting the plane between two XY planes, applied recursively (paper baseline)"
-    uses_row_masks = False
-    volume_level = True
-
-    def __init__(self, device="cpu", config: dict | None = None, preset: str | None = None, **overrides: Any):
-        extra = {"residual": False, "ema_decay": 0.9999} if preset == "paper" else None
-        super().__init__(device=device, config=apply_preset(UNET_PRESETS, preset, config, extra), **overrides)
-        if int(self.cfg["channels"]) < 1:
-            raise VolsrError(f"channels must be >= 1, got {self.cfg['channels']!r}")
-
-    @classmethod
-    def default_config(cls) -> dict:
-        return {
-            "preset": "small",
-            "channels": 1,
-            "crop": 48,
-            "features": list(UNET_PRESETS["small"]["features"]),
-            "norm": "instance",
-            "upsample": "deconv",
-            "residual": True,
-            "lr": 1e-3,  # paper (same as MS-UNet)
-            "weight_decay": 1e-4,
-            "ema_decay": 0.999,
-        }
+    capabilities: ClassVar[Capabilities] = Capabilities(rows=False, volume=True, learned=True,
+                                                        training_data="triplets")
+    Config = UNetConfig
+    PRESETS = unet_presets({"residual": False, "ema_decay": 0.9999})
 
     def build_network(self) -> torch.nn.Module:
-        c = int(self.cfg["channels"])
-        return build_basic_unet(2 * c, c, self.cfg["features"], self.cfg.get("norm", "instance"),
-                                self.cfg.get("upsample", "deconv"), zero_last=bool(self.cfg["residual"]))
+        c = int(self.cfg.channels)
+        return build_basic_unet(2 * c, c, self.cfg.features, self.cfg.norm, self.cfg.upsample,
+                                zero_last=bool(self.cfg.residual))
 
     # -- training --------------------------------------------------------------------------------
-    def prepare_training_data(self, data, crop: int | None = None):
+    def training_data(self, data, crop: int | None = None):
         """Plane triplets (z-1, z, z+1) of the volumes in ``data``; refuses 2D-only data."""
         from ..data import PlaneData, as_triplet_data
 
         if isinstance(data, PlaneData) and crop is None:
             return as_triplet_data(data)
-        return as_triplet_data(data, crop=crop if crop is not None else self.cfg.get("crop"))
+        return as_triplet_data(data, crop=crop if crop is not None else self.cfg.crop,
+                               pmin=self.cfg.norm_pmin, pmax=self.cfg.norm_pmax)
 
     def _midpoint(self, net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor,
                   chunk_pixels: int | None = None) -> torch.Tensor:
-        out = run_padded(net, torch.cat([a, b], dim=1), chunk_pixels=chunk_pixels)
-        if self.cfg["residual"]:
+        out = forward_padded(net, torch.cat([a, b], dim=1), chunk_pixels=chunk_pixels)
+        if self.cfg.residual:
             out = out + 0.5 * (a + b)
         return out
 
@@ -146,30 +129,14 @@ class E2EUNetEngine(LearnedEngine):
                 f"e2e-unet trains on plane triplets (B, 3, C, H, W), got shape {tuple(hr.shape)}; "
                 "it needs volumetric training data"
             )
-        self._check_channels(hr.shape[2])
+        self.check_channels(hr.shape[2])
         pred = self._midpoint(self.network, hr[:, 0], hr[:, 2])
         return (pred - hr[:, 1]).abs().mean()
 
-    def _check_channels(self, c: int) -> None:
-        want = int(self.cfg["channels"])
-        if int(c) != want:
-            raise VolsrError(
-                f"the 'e2e-unet' model was trained for {want} channel(s) but the data have {c}; "
-                "use a model trained on data with the same channels, or fit a new one"
-            )
-
-    # -- inference -------------------------------------------------------------------------------
-    def _restore(self, planes: torch.Tensor, known: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        raise VolsrError(
-            "the e2e-unet engine predicts whole XY planes between measured XY planes, so it restores volumes, "
-            "not single XZ/YZ planes: use volsr.restore(...) / `volsr infer` (which call "
-            "E2EUNetEngine.restore_volume), or another engine for plane-wise restoration"
-        )
-
     @torch.no_grad()
-    def restore_volume(self, volume_czyx, grid: OutputGrid, *, batch_size: int | None = None,
+    def restore_volume(self, volume_czyx, grid: OutputGrid, options: RestoreOptions | None = None, *,
                        progress: Callable | None = None, cancel: Callable[[], bool] | None = None,
-                       **kwargs: Any):
+                       batch_size: int | None = None):
         """Restore a whole normalised volume on the output grid.
 
         Parameters
@@ -177,14 +144,12 @@ class E2EUNetEngine(LearnedEngine):
         volume_czyx : numpy.ndarray or torch.Tensor, (C, Z, Y, X)
             Normalised measured planes, ``Z == grid.n_in``.
         grid : volsr.sampling.OutputGrid
-        batch_size : int, optional
-            Plane pairs per network call (default: by pixel count).
+        options : RestoreOptions, optional
+            ``batch_size``: plane pairs per network call (default: by pixel count).
         progress : callable, optional
             ``progress('restore', done, total)`` after each batch of network calls.
         cancel : callable, optional
             Returning True raises :class:`volsr.errors.Cancelled`.
-        **kwargs
-            Ignored (per-plane options such as ``planes`` or ``fusion`` do not apply).
 
         Returns
         -------
@@ -198,7 +163,9 @@ class E2EUNetEngine(LearnedEngine):
         c, z, y, x = vol.shape
         if z != grid.n_in:
             raise InputError(f"the volume has {z} planes but the output grid expects {grid.n_in}")
-        self._check_channels(c)
+        self.check_channels(c)
+        if options is not None and options.batch_size is not None:
+            batch_size = options.batch_size
         net = self.sampling_network.eval()
         pos = grid.positions.tolist()
         # node planes per gap, keyed by (gap index, position); CPU-resident, moved per batch

@@ -35,7 +35,7 @@ def interpolate_rows(planes: np.ndarray, known: np.ndarray, kind: str) -> np.nda
 class _InterpolationEngine(Engine):
     kind = "linear"
 
-    def _restore(self, planes: torch.Tensor, known: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _restore(self, planes: torch.Tensor, known: torch.Tensor, options, **run) -> torch.Tensor:
         arr = planes.detach().to("cpu", torch.float32).numpy()
         known_np = known.detach().cpu().numpy()
         if known_np.ndim == 1:

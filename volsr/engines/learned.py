@@ -1,49 +1,205 @@
-"""Base class of engines with weights: fit on planes, save/load one model file.
+"""Base class of engines with weights: a typed config, a network, a loss; fit, save, load.
 
-A learned engine provides three things: its default config, its network, and its training
-loss on a batch of high-resolution planes with a known-row mask. Fitting (the loop, EMA,
-checkpoints, budget) lives in :mod:`volsr.train`; the model file in :mod:`volsr.checkpoint`.
+A learned engine provides: its config class (a frozen :class:`TrainableConfig` subclass with
+its defaults), optional named presets, its network, and its training loss on a batch of
+high-resolution planes with a known-row mask. Fitting (the loop, EMA, checkpoints, budget)
+lives in :mod:`volsr.train`; the model file in :mod:`volsr.checkpoint`.
+
+Two-stage engines hold several networks in one ``torch.nn.ModuleDict`` and declare them as
+separate :class:`TrainablePart` s, each with its own learning rate and EMA decay.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from .base import Engine
+from ..config import EngineConfig, check_choice, check_int, check_number
+from ..degrade import Degradation, RowDegradation, degradation_from_dict
+from ..errors import InputError, VolsrError
+from .base import Capabilities, Engine
+
+__all__ = ["LearnedEngine", "TrainableConfig", "TrainablePart"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainableConfig(EngineConfig):
+    """Settings every learned engine has: network size, data, optimiser, masks, degradation.
+
+    ``degradation`` says how training pairs are made (:mod:`volsr.degrade`); ``norm_pmin`` /
+    ``norm_pmax`` are the percentiles of the intensity normalisation used for training *and*
+    at inference (stored in the model file, so a model sees data scaled as it was trained).
+    """
+
+    preset: str = "small"
+    channels: int = 1
+    crop: int = 48
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.999
+    mask_scheme: str = "mixed"
+    mask_p_strided: float = 0.5
+    mask_factor_range: tuple[float, float] = (1.5, 8.0)
+    mask_lmin_frac: float = 5 / 48
+    mask_lmax_frac: float = 20 / 48
+    degradation: Degradation = dataclasses.field(default_factory=RowDegradation)
+    norm_pmin: float = 0.1
+    norm_pmax: float = 99.9
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("tiny", "small", "paper")
+
+    def _coerce(self) -> None:
+        object.__setattr__(self, "degradation", degradation_from_dict(self.degradation))
+
+    def validate(self) -> None:
+        check_choice("preset", self.preset, self.PRESETS)
+        check_int("channels", self.channels, 1)
+        check_int("crop", self.crop, 8)
+        check_number("lr", self.lr, 0, lo_open=True)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("ema_decay", self.ema_decay, 0, 1, hi_open=True)
+        check_number("norm_pmin", self.norm_pmin, 0, 100)
+        check_number("norm_pmax", self.norm_pmax, 0, 100)
+        if self.norm_pmin >= self.norm_pmax:
+            raise VolsrError(f"config norm_pmin ({self.norm_pmin}) must be below norm_pmax ({self.norm_pmax})")
+        self.mask_sampler()  # validates the mask settings
+
+    def mask_sampler(self):
+        from ..masks import MaskSampler
+
+        return MaskSampler(scheme=self.mask_scheme, p_strided=self.mask_p_strided,
+                           factor_range=tuple(self.mask_factor_range), lmin_frac=self.mask_lmin_frac,
+                           lmax_frac=self.mask_lmax_frac)
+
+    def normalizer(self):
+        """A fresh (unfitted) normaliser with this model's percentiles."""
+        from ..normalize import PercentileNormalizer
+
+        return PercentileNormalizer(self.norm_pmin, self.norm_pmax)
+
+
+@dataclass
+class TrainablePart:
+    """One network trained by the fit: its live module, its EMA copy, its lr and EMA decay."""
+
+    name: str
+    module: torch.nn.Module
+    ema: torch.nn.Module
+    lr: float
+    ema_decay: float
 
 
 class LearnedEngine(Engine):
-    learned = True
+    """Engine with weights. Subclasses set ``Config`` and implement the abstract methods."""
 
-    def __init__(self, device="cpu", config: dict | None = None, **overrides: Any):
+    capabilities: ClassVar[Capabilities] = Capabilities(learned=True)
+    Config: ClassVar[type[TrainableConfig]] = TrainableConfig
+    #: Named presets: partial configs merged under explicit keys.
+    PRESETS: ClassVar[dict[str, dict]] = {}
+
+    def __init__(self, device="cpu", config: dict | TrainableConfig | None = None, preset: str | None = None,
+                 **overrides: Any):
         super().__init__(device=device)
-        cfg = self.default_config()
-        cfg.update(config or {})
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
-        self.cfg = cfg
+        self.cfg = self.make_config(config, preset, overrides)
         self.network = self.build_network().to(self.device)
         self.ema = copy.deepcopy(self.network).requires_grad_(False)
         self.provenance: dict = {}
         self.trained = False
 
-    # -- to implement ----------------------------------------------------------------------
+    # -- config ---------------------------------------------------------------------------------
     @classmethod
-    @abstractmethod
-    def default_config(cls) -> dict:
-        """Everything needed to rebuild the network and reproduce training (JSON types only)."""
+    def make_config(cls, config=None, preset: str | None = None, overrides: dict | None = None,
+                    strict: bool = True) -> TrainableConfig:
+        """Preset < config < overrides (``None`` overrides ignored), validated once."""
+        if isinstance(config, EngineConfig):
+            config = config.to_dict()
+        explicit = {**dict(config or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        base: dict = {}
+        if preset is not None:
+            if preset not in cls.Config.PRESETS:
+                raise VolsrError(f"unknown {cls.name} preset {preset!r}; choose one of: {', '.join(cls.Config.PRESETS)}")
+            base = {**cls.PRESETS.get(preset, {}), "preset": preset}
+        merged = cls.implied_settings({**base, **explicit}, explicit)
+        return cls.Config.from_dict(merged, strict=strict)
 
+    @classmethod
+    def implied_settings(cls, merged: dict, explicit: dict) -> dict:
+        """Settings implied by others unless given explicitly (subclasses)."""
+        return merged
+
+    @classmethod
+    def default_config(cls) -> dict:
+        """The defaults as a dict (JSON types)."""
+        return cls.Config().to_dict()
+
+    # -- to implement ----------------------------------------------------------------------
     @abstractmethod
     def build_network(self) -> torch.nn.Module:
         """A fresh network for ``self.cfg``."""
 
     @abstractmethod
-    def training_loss(self, hr: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def training_loss(self, hr: torch.Tensor, known: torch.Tensor | None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Scalar loss for HR planes (B, C, H, W) in normalised units, known rows (B, H) bool."""
+
+    # -- training seam -----------------------------------------------------------------------
+    def trainable_parts(self) -> list[TrainablePart]:
+        """The networks the fit optimises (one by default), each with its lr and EMA decay."""
+        return [TrainablePart("network", self.network, self.ema, float(self.cfg.lr), float(self.cfg.ema_decay))]
+
+    def training_data(self, data, crop: int | None = None):
+        """What the trainer draws batches from (:func:`volsr.data.as_plane_data` by default)."""
+        from ..data import PlaneData, as_plane_data
+
+        if isinstance(data, PlaneData) and crop is None:
+            return as_plane_data(data)
+        return as_plane_data(data, crop=crop if crop is not None else self.cfg.crop,
+                             pmin=self.cfg.norm_pmin, pmax=self.cfg.norm_pmax)
+
+    def adopt_channels(self, channels: int) -> None:
+        """An untrained engine adopts the data's channel count; a trained one must match it."""
+        if int(channels) == int(self.cfg.channels):
+            return
+        if self.trained:
+            raise VolsrError(
+                f"the '{self.name}' model was trained for {self.cfg.channels} channel(s) but the training data have "
+                f"{int(channels)}; fine-tune only on data with the same channels, or train a new model"
+            )
+        self.rebuild(self.cfg.replace(channels=int(channels)))
+
+    def rebuild(self, cfg: TrainableConfig) -> None:
+        """Replace the config and build fresh networks for it (untrained)."""
+        self.cfg = cfg
+        self.network = self.build_network().to(self.device)
+        self.ema = copy.deepcopy(self.network).requires_grad_(False)
+
+    def check_channels(self, channels: int) -> None:
+        """The one channel check at inference: the data must have the model's channels."""
+        want = int(self.cfg.channels)
+        if int(channels) != want:
+            raise InputError(
+                f"the '{self.name}' model was trained for {want} channel(s) but the data have {int(channels)}; "
+                "use a model trained on data with the same channels, or fit a new one"
+            )
+
+    def fit_crop_to(self, side: int) -> None:
+        """An untrained engine meets a stack narrower than half its crop: fit on crops that fit.
+
+        Otherwise the fit refuses the stack and ``volsr infer`` has no ``--crop`` to fix it.
+        """
+        if not self.trained and 8 <= int(side) < self.cfg.crop // 2:
+            self.rebuild(self.cfg.replace(crop=int(side) // 8 * 8))
+
+    def call_config(self, options) -> TrainableConfig:
+        """The config with this call's restore options applied (validated by the config)."""
+        fields = {k: v for k, v in options.set_fields().items() if k not in ("seed", "batch_size")}
+        return self.cfg.replace(**fields)
 
     # -- shared behaviour ------------------------------------------------------------------
     @property
@@ -58,7 +214,7 @@ class LearnedEngine(Engine):
         return self
 
     def config(self) -> dict:
-        return {"engine": self.name, **self.cfg}
+        return {"engine": self.name, **self.cfg.to_dict()}
 
     def fit(self, data, **kwargs) -> dict:
         """Train on planes (see :func:`volsr.train.fit_engine` for the arguments)."""
@@ -73,22 +229,38 @@ class LearnedEngine(Engine):
 
         prov = {**self.provenance, **provenance}
         return save_model(
-            path, engine=self.name, config=self.cfg, state_dict=self.ema.state_dict(),
+            path, engine=self.name, config=self.cfg.to_dict(), state_dict=self.ema.state_dict(),
             provenance=prov, overwrite=overwrite,
         )
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> LearnedEngine:
         from ..checkpoint import load_model
+        from ..errors import ModelFileError
 
         info, state = load_model(path)
         if info["engine"] != cls.name:
-            from ..errors import ModelFileError
-
             raise ModelFileError(f"{path} is a '{info['engine']}' model, not '{cls.name}'")
-        eng = cls(device=device, config=info["config"])
-        eng.network.load_state_dict(state)
-        eng.ema.load_state_dict(state)
+        eng = cls.__new__(cls)
+        Engine.__init__(eng, device=device)
+        eng.cfg = cls.make_config(cls.upgrade_config(dict(info["config"])), strict=False)
+        eng.network = eng.build_network().to(eng.device)
+        eng.ema = copy.deepcopy(eng.network).requires_grad_(False)
+        try:
+            eng.network.load_state_dict(state)
+            eng.ema.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelFileError(f"{path}: the weights do not fit the '{cls.name}' network its config describes "
+                                 f"({str(err).splitlines()[0]})") from None
         eng.provenance = info.get("provenance", {})
         eng.trained = True
+        eng._after_load()
         return eng
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Map a model file's config from an older volsr (subclasses)."""
+        return config
+
+    def _after_load(self) -> None:
+        """Hook for engines with runtime state (subclasses)."""

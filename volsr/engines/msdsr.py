@@ -26,12 +26,24 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 ``condition``
     ``'linear'`` (default): also feed the linear interpolation of the known rows as ``C``
     input channels - the standard conditioning of diffusion super-resolution (SR3 feeds
-    the bicubic-upsampled image); ``'none'``: the paper (the known rows in ``x_t`` are the
-    only condition).
+    the bicubic-upsampled image); ``'regression'``: two-stage MSDSR - a masked-row
+    regression UNet (the MS-UNet of :mod:`volsr.engines.msunet`, trained in the same fit)
+    gives a first estimate, and the diffusion model is conditioned on it and predicts the
+    residual over it (the DiffBIR / Histo-Diffusion arrangement: restoration first,
+    generation of the missing detail second); ``'none'``: the paper (the known rows in
+    ``x_t`` are the only condition).
 ``residual``
-    With x0 prediction and ``condition='linear'``: the network predicts ``x0 - linear``, so
-    an untrained network already reproduces linear interpolation and a short CPU fit only
-    has to learn the correction (default True).
+    With x0 prediction and a condition: the network predicts ``x0 - condition``, so an
+    untrained network already reproduces the condition and a short CPU fit only has to
+    learn the correction (default True).
+``realism``
+    Two-stage models only: the default of the fidelity/realism control (see
+    :meth:`MSDSREngine.restore`): the result is ``estimate + realism * (sample - estimate)``
+    on the restored rows. 0 = the regression estimate (the conditional mean: best PSNR/SSIM,
+    for measurement and segmentation), 1 = a full diffusion sample (texture at the right
+    scales, for looking; each sample is one plausible volume).
+``regressor_features``
+    BasicUNet widths of the stage-1 network (two-stage only).
 ``loss``
     ``'l1_unknown'`` (default): L1 between the prediction and its target on *unknown* rows
     only - known rows are given, so they carry no learning signal. ``'paper'``: the official
@@ -82,31 +94,27 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from ..config import check_choice, check_int, check_number
 from ..errors import VolsrError
-from ..masks import linear_fill
+from ..masks import linear_fill, row_mask
 from ..models.diffusion_unet import build_diffusion_unet, preset_names, size_multiple
-from ..models.schedule import (
-    PREDICTION_TYPES,
-    SAMPLERS,
-    SCHEDULES,
-    SPACINGS,
-    sampling_scheduler,
-    training_scheduler,
-)
-from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, MaskedSliceSampler
-from .base import paste_known
-from .learned import LearnedEngine
+from ..models.schedule import PREDICTION_TYPES, SAMPLERS, SCHEDULES, SPACINGS, sampling_scheduler, training_scheduler
+from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
+from .base import Capabilities, RestoreOptions, paste_known
+from .learned import LearnedEngine, TrainableConfig, TrainablePart
+from .msunet import RowRegressor
 
-__all__ = ["MSDSREngine", "LOSSES", "CONDITIONS", "DATA_RANGES", "PAPER_SETTING"]
+__all__ = ["MSDSREngine", "MSDSRConfig", "LOSSES", "CONDITIONS", "DATA_RANGES", "PAPER_SETTING"]
 
 LOSSES = ("l1_unknown", "paper")
-CONDITIONS = ("linear", "none")
+CONDITIONS = ("linear", "regression", "none")
 DATA_RANGES = ("symmetric", "unit")
 
 #: The paper's / official code's setting (Sec. 4.2, DESIGN.md section 4), selected by preset='paper'.
@@ -124,7 +132,67 @@ PAPER_SETTING: dict[str, Any] = {
     "lr": 1e-7,  # paper's base lr at effective batch 256
     "ema_decay": 0.9999,
     "mask_scheme": "random",
+    "noise_match": 0.0,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class MSDSRConfig(TrainableConfig):
+    """MSDSR settings; see the module docstring for each key."""
+
+    prediction_type: str = "sample"
+    mask_channel: bool = True
+    condition: str = "linear"
+    residual: bool = True
+    loss: str = "l1_unknown"
+    data_range: str = "symmetric"
+    schedule: str = "cosine"
+    num_train_timesteps: int = 1000
+    sampler: str = "ddim"
+    sampling_steps: int = 10
+    eta: float = 1.0
+    timestep_spacing: str = "auto"
+    noise_match: float = 1.0
+    realism: float = 1.0
+    regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
+    inference_mode: str = "full"
+    tile_overlap: float = 0.25
+
+    PRESETS: ClassVar[tuple[str, ...]] = tuple(preset_names())
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("data_range", self.data_range, DATA_RANGES)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("inference_mode", self.inference_mode, MODES)
+        check_choice("condition", self.condition, CONDITIONS)
+        check_choice("timestep_spacing", self.timestep_spacing, ("auto", *SPACINGS))
+        check_int("num_train_timesteps", self.num_train_timesteps, 2)
+        check_int("sampling_steps", self.sampling_steps, 1, self.num_train_timesteps)
+        check_number("eta", self.eta, 0, 1)
+        check_number("noise_match", self.noise_match, 0, 4)
+        check_number("realism", self.realism, 0, 1)
+        check_number("tile_overlap", self.tile_overlap, 0, 1, hi_open=True)
+        for key in ("mask_channel", "residual"):
+            if not isinstance(getattr(self, key), bool):
+                raise VolsrError(f"config '{key}' must be true or false, got {getattr(self, key)!r}")
+        if self.residual and (self.prediction_type != "sample" or self.condition == "none"):
+            raise VolsrError(
+                "config 'residual' = True means the network predicts x0 minus its condition; "
+                "it needs prediction_type='sample' and condition='linear' or 'regression' (or set residual=False)"
+            )
+        if self.loss == "paper" and (self.prediction_type != "epsilon" or self.mask_channel):
+            raise VolsrError(
+                "loss='paper' is the official code's epsilon loss without a mask channel; "
+                "set prediction_type='epsilon' and mask_channel=False, or use loss='l1_unknown'"
+            )
+
+    @property
+    def two_stage(self) -> bool:
+        return self.condition == "regression"
 
 
 class MSDSREngine(LearnedEngine):
@@ -134,10 +202,10 @@ class MSDSREngine(LearnedEngine):
     ----------
     device : str or torch.device
         ``'auto'``, ``'cpu'``, ``'cuda'``, ...
-    config : dict, optional
+    config : dict or MSDSRConfig, optional
         A full or partial config (as stored in a model file).
     preset : {'tiny', 'small', 'paper'}, optional
-        Network size; ``'paper'`` also selects :data:`PAPER_SETTING`.
+        Network size; ``'paper'`` also selects :data:`PAPER_SETTING`; explicit keys win.
     **overrides
         Any config key; ``None`` values are ignored.
 
@@ -152,187 +220,126 @@ class MSDSREngine(LearnedEngine):
     """
 
     name = "msdsr"
-    supports_uncertainty = True
     description = "masked-slice diffusion (MSDSR): conditional 2D DDPM on XZ/YZ planes"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        learned=True, stochastic=True,
+        options=frozenset({"sampling_steps", "sampler", "eta", "inference_mode", "noise_match",
+                           "timestep_spacing", "realism"}),
+    )
+    Config = MSDSRConfig
+    PRESETS = {"paper": PAPER_SETTING}
 
-    def __init__(self, device="cpu", config: dict | None = None, preset: str | None = None, **overrides: Any):
-        cfg = dict(config or {})
-        explicit = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
-        if preset is not None:
-            if preset not in preset_names():
-                raise VolsrError(f"unknown MSDSR preset {preset!r}; choose one of: {', '.join(preset_names())}")
-            base = dict(PAPER_SETTING) if preset == "paper" else {}
-            cfg = {**base, "preset": preset, **cfg}
-        if explicit.get("loss") == "paper":  # the paper's loss implies the paper's model input unless told otherwise
-            cfg.setdefault("prediction_type", "epsilon")
-            cfg.setdefault("mask_channel", False)
-            cfg.setdefault("condition", "none")
-            cfg.setdefault("residual", False)
-        if explicit.get("prediction_type") not in (None, "sample"):
-            cfg.setdefault("residual", False)  # the residual form is defined for x0 prediction only
-        self._validate_config({**self.default_config(), **cfg, **explicit})
-        super().__init__(device=device, config=cfg, **overrides)
-        self._generator: torch.Generator | None = None
+    cfg: MSDSRConfig
+
+    def __init__(self, device="cpu", config=None, preset: str | None = None, **overrides: Any):
+        super().__init__(device=device, config=config, preset=preset, **overrides)
         self.reset_generator(0)
 
-    # -- config ---------------------------------------------------------------------------------
     @classmethod
-    def default_config(cls) -> dict:
-        return {
-            "preset": "small",
-            "channels": 1,
-            "crop": 48,
-            "prediction_type": "sample",
-            "mask_channel": True,
-            "condition": "linear",
-            "residual": True,
-            "loss": "l1_unknown",
-            "data_range": "symmetric",
-            "schedule": "cosine",
-            "num_train_timesteps": 1000,
-            "sampler": "ddim",
-            "sampling_steps": 10,
-            "eta": 1.0,
-            "timestep_spacing": "auto",
-            "noise_match": 1.0,
-            "inference_mode": "full",
-            "tile_overlap": 0.25,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "ema_decay": 0.999,
-            "mask_scheme": "mixed",
-            "mask_p_strided": 0.5,
-            "mask_factor_range": [1.5, 8.0],
-        }
+    def implied_settings(cls, merged: dict, explicit: dict) -> dict:
+        if explicit.get("loss") == "paper":  # the paper's loss implies the paper's model input unless told otherwise
+            for k in ("prediction_type", "mask_channel", "condition", "residual"):
+                merged.setdefault(k, PAPER_SETTING[k])
+        if merged.get("prediction_type", "sample") != "sample" or merged.get("condition") == "none":
+            merged.setdefault("residual", False)  # the residual form needs x0 prediction and a condition
+        return merged
 
-    @staticmethod
-    def _validate_config(c: dict) -> None:
-        def bad(key, accepted):
-            raise VolsrError(f"MSDSR config '{key}' = {c.get(key)!r} is invalid; accepted: {accepted}")
+    # -- networks -------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> DenoiserInput:
+        c = self.cfg
+        return DenoiserInput(mask_channel=bool(c.mask_channel), condition=c.condition != "none",
+                             residual=bool(c.residual))
 
-        if c["preset"] not in preset_names():
-            bad("preset", ", ".join(preset_names()))
-        if c["prediction_type"] not in PREDICTION_TYPES:
-            bad("prediction_type", ", ".join(PREDICTION_TYPES))
-        if c["loss"] not in LOSSES:
-            bad("loss", ", ".join(LOSSES))
-        if c["data_range"] not in DATA_RANGES:
-            bad("data_range", ", ".join(DATA_RANGES))
-        if c["schedule"] not in SCHEDULES:
-            bad("schedule", ", ".join(SCHEDULES))
-        if c["sampler"] not in SAMPLERS:
-            bad("sampler", ", ".join(SAMPLERS))
-        if c["inference_mode"] not in MODES:
-            bad("inference_mode", ", ".join(MODES))
-        T = c["num_train_timesteps"]
-        if not isinstance(T, int) or T < 2:
-            bad("num_train_timesteps", "an integer >= 2")
-        s = c["sampling_steps"]
-        if not isinstance(s, int) or not 1 <= s <= T:
-            bad("sampling_steps", f"an integer in 1..{T}")
-        if not 0.0 <= float(c["eta"]) <= 1.0:
-            bad("eta", "a number in [0, 1]")
-        if not 0.0 <= float(c.get("noise_match", 0.0)) <= 4.0:
-            bad("noise_match", "a number in [0, 4]")
-        if c.get("timestep_spacing", "auto") not in ("auto", *SPACINGS):
-            bad("timestep_spacing", ", ".join(("auto", *SPACINGS)))
-        if not isinstance(c["channels"], int) or c["channels"] < 1:
-            bad("channels", "an integer >= 1")
-        if not isinstance(c["crop"], int) or c["crop"] < 8:
-            bad("crop", "an integer >= 8")
-        if not 0.0 <= float(c["tile_overlap"]) < 1.0:
-            bad("tile_overlap", "a number in [0, 1)")
-        if c["condition"] not in CONDITIONS:
-            bad("condition", ", ".join(CONDITIONS))
-        if not isinstance(c["residual"], bool):
-            bad("residual", "true or false")
-        if c["residual"] and (c["prediction_type"] != "sample" or c["condition"] != "linear"):
-            raise VolsrError(
-                "config 'residual' = True means the network predicts x0 minus the linear interpolation; "
-                "it needs prediction_type='sample' and condition='linear' (or set residual=False)"
-            )
-        if c["loss"] == "paper" and (c["prediction_type"] != "epsilon" or c["mask_channel"]):
-            raise VolsrError(
-                "loss='paper' is the official code's epsilon loss without a mask channel; "
-                "set prediction_type='epsilon' and mask_channel=False, or use loss='l1_unknown'"
-            )
+    @property
+    def regressor(self) -> RowRegressor:
+        """Stage 1 of two-stage MSDSR (the MS-UNet input and forward)."""
+        return RowRegressor(int(self.cfg.channels), "linear", True, True)
 
     def build_network(self) -> torch.nn.Module:
-        c = int(self.cfg["channels"])
-        return build_diffusion_unet(self.cfg["preset"], channels=c, mask_channel=bool(self.cfg["mask_channel"]),
-                                    condition_channels=c if self.cfg["condition"] == "linear" else 0)
+        c = int(self.cfg.channels)
+        denoiser = build_diffusion_unet(self.cfg.preset, channels=c, mask_channel=bool(self.cfg.mask_channel),
+                                        condition_channels=c if self.cfg.condition != "none" else 0)
+        if not self.cfg.two_stage:
+            return denoiser
+        return torch.nn.ModuleDict({"denoiser": denoiser, "regressor": self.regressor.build(self.cfg.regressor_features)})
+
+    def _denoiser(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net["denoiser"] if self.cfg.two_stage else net
+
+    def trainable_parts(self) -> list[TrainablePart]:
+        if not self.cfg.two_stage:
+            return super().trainable_parts()
+        lr, decay = float(self.cfg.lr), float(self.cfg.ema_decay)
+        return [TrainablePart(k, self.network[k], self.ema[k], lr, decay) for k in ("regressor", "denoiser")]
 
     @property
     def multiple(self) -> int:
         """Plane sides are padded to multiples of this for the network."""
-        return size_multiple(self.cfg["preset"])
+        return size_multiple(self.cfg.preset)
 
     # -- units ----------------------------------------------------------------------------------
     def to_model_units(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised intensities (~[0, 1]) -> the network's data range."""
-        return x * 2.0 - 1.0 if self.cfg["data_range"] == "symmetric" else x
+        return x * 2.0 - 1.0 if self.cfg.data_range == "symmetric" else x
 
     def from_model_units(self, x: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_model_units`."""
-        return (x + 1.0) * 0.5 if self.cfg["data_range"] == "symmetric" else x
+        return (x + 1.0) * 0.5 if self.cfg.data_range == "symmetric" else x
 
-    def _check_channels(self, planes: torch.Tensor) -> None:
-        want = int(self.cfg["channels"])
-        if planes.shape[1] != want:
-            raise VolsrError(
-                f"the '{self.name}' model was trained for {want} channel(s) but the data have {planes.shape[1]}; "
-                "use a model trained on data with the same channels, or fit a new one"
-            )
+    # -- stage 1 and the condition ----------------------------------------------------------------
+    def estimate(self, net: torch.nn.Module, measured: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Stage-1 estimate in normalised units (two-stage), known rows = the measured values."""
+        out = self.regressor(net["regressor"], measured, known)
+        return paste_known(out, measured, known)
+
+    def condition(self, measured: torch.Tensor, known: torch.Tensor,
+                  estimate: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The condition channels in model units: linear interpolation, the stage-1 estimate, or None."""
+        if self.cfg.condition == "linear":
+            return self.to_model_units(linear_fill(measured, known))
+        if self.cfg.condition == "regression":
+            return self.to_model_units(estimate)
+        return None
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, hr: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Masked-slice diffusion loss on HR planes (B, C, H, W), known rows (B, H) or (H,) bool.
 
-        ``x_t`` comes from the cosine forward process at a uniform random timestep; the known
-        rows are written clean into ``x_t`` (Eq. 5); the network sees ``x_t`` (+ the mask
-        channel) and ``t``. ``l1_unknown``: L1 to the prediction target (epsilon, x0 or v)
-        averaged over unknown pixels only. ``paper``: L1 between the output and the noise
-        with the target set to 0 on known rows, averaged over all pixels.
+        The known rows hold the degraded plane (:attr:`cfg.degradation`, e.g. the axial PSF);
+        ``x_t`` comes from the cosine forward process at a uniform random timestep with the
+        known rows written clean (Eq. 5). ``l1_unknown``: L1 to the prediction target
+        (epsilon, x0 or v) over unknown pixels only. ``paper``: L1 between the output and the
+        noise with the target 0 on known rows, over all pixels. Two-stage: plus the stage-1
+        L1 over all pixels; the denoiser is conditioned on the (detached) stage-1 estimate.
         """
-        self._check_channels(hr)
-        b, c, h, w = hr.shape
-        device = hr.device
-        known = torch.as_tensor(known, dtype=torch.bool, device=device)
-        if known.ndim == 1:
-            known = known.expand(b, h)
-        if tuple(known.shape) != (b, h):
-            raise VolsrError(f"known-row mask shape {tuple(known.shape)} does not fit planes (B={b}, H={h})")
-        m = known[:, None, :, None]
+        self.check_channels(hr.shape[1])
+        b, _, h, _ = hr.shape
+        m = row_mask(known, b, h, hr.device)
+        measured = self.cfg.degradation.measured(hr.float())
+        stage1_loss, est = 0.0, None
+        if self.cfg.two_stage:
+            est = self.estimate(self.network, measured, m[:, 0, :, 0])
+            stage1_loss = (est - hr).abs().mean()
+            est = est.detach()
+        cond = self.condition(measured, m[:, 0, :, 0], est)
         sched = self._train_scheduler()
         x0 = self.to_model_units(hr.float())
-        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
-        t = torch.randint(0, sched.num_train_timesteps, (b,), generator=generator, device=device)
-        xt = torch.where(m, x0, sched.add_noise(x0, noise, t))
-        parts = [xt]
-        if self.cfg["mask_channel"]:
-            parts.append(m.to(xt.dtype).expand(b, 1, h, w))
-        lin = linear_fill(x0, known) if self.cfg["condition"] == "linear" else None
-        if lin is not None:
-            parts.append(lin)
-        out = self.network(torch.cat(parts, dim=1) if len(parts) > 1 else xt, timesteps=t)
-        if self.cfg["residual"]:
-            out = out + lin
-        if self.cfg["loss"] == "paper":
-            target = torch.where(m, torch.zeros((), dtype=noise.dtype, device=device), noise)
+        noise = torch.randn(x0.shape, generator=generator, device=hr.device, dtype=x0.dtype)
+        t = torch.randint(0, sched.num_train_timesteps, (b,), generator=generator, device=hr.device)
+        xt = torch.where(m, self.to_model_units(measured), sched.add_noise(x0, noise, t))
+        out = self.inputs.predict(self._denoiser(self.network), xt, m, t, cond, self.multiple)
+        if self.cfg.loss == "paper":
+            target = torch.where(m, torch.zeros((), dtype=noise.dtype, device=hr.device), noise)
             return (out - target).abs().mean()
-        kind = self.cfg["prediction_type"]
-        if kind == "epsilon":
-            target = noise
-        elif kind == "sample":
-            target = x0
-        else:
-            target = sched.get_velocity(x0, noise, t)
+        kind = self.cfg.prediction_type
+        target = noise if kind == "epsilon" else x0 if kind == "sample" else sched.get_velocity(x0, noise, t)
         weight = (~m).to(out.dtype).expand_as(out)
-        return ((out - target).abs() * weight).sum() / weight.sum().clamp(min=1.0)
+        return ((out - target).abs() * weight).sum() / weight.sum().clamp(min=1.0) + stage1_loss
 
     def _train_scheduler(self):
-        cached = getattr(self, "_train_sched_cache", None)
-        key = (self.cfg["num_train_timesteps"], self.cfg["schedule"], self.cfg["prediction_type"])
+        key = (self.cfg.num_train_timesteps, self.cfg.schedule, self.cfg.prediction_type)
+        cached = self.__dict__.get("_train_sched_cache")
         if cached is None or cached[0] != key:
             sched = training_scheduler(num_train_timesteps=key[0], schedule=key[1], prediction_type=key[2])
             self._train_sched_cache = (key, sched)
@@ -340,11 +347,7 @@ class MSDSREngine(LearnedEngine):
 
     # -- sampling -------------------------------------------------------------------------------
     def reset_generator(self, seed: int = 0) -> None:
-        """Seed the engine's running noise generator.
-
-        Calls of :meth:`restore` without ``seed`` draw from this generator, so consecutive
-        batches of one volume get independent noise and the whole run is reproducible.
-        """
+        """Seed the engine's running noise generator (used by calls without ``seed``)."""
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(int(seed))
 
@@ -353,41 +356,28 @@ class MSDSREngine(LearnedEngine):
         self.reset_generator(0)
         return self
 
-    def make_sampler(self, *, sampling_steps: int | None = None, sampler: str | None = None,
-                     eta: float | None = None, inference_mode: str | None = None,
-                     chunk_pixels: int | None = None, timestep_spacing: str | None = None,
-                     noise_match: float | None = None) -> MaskedSliceSampler:
-        """The sampling pipeline for this engine's EMA network (overrides for one call)."""
-        steps = int(sampling_steps if sampling_steps is not None else self.cfg["sampling_steps"])
-        kind = sampler if sampler is not None else self.cfg["sampler"]
-        T = int(self.cfg["num_train_timesteps"])
-        if kind not in SAMPLERS:
-            raise VolsrError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
-        if not 1 <= steps <= T:
-            raise VolsrError(f"sampling_steps must be between 1 and {T}, got {steps}")
-        mode = inference_mode if inference_mode is not None else self.cfg["inference_mode"]
-        if mode not in MODES:
-            raise VolsrError(f"inference_mode must be one of {', '.join(MODES)}, got {mode!r}")
-        eta = float(eta if eta is not None else self.cfg["eta"])
-        if not 0.0 <= eta <= 1.0:
-            raise VolsrError(f"eta must be in [0, 1], got {eta}")
-        spacing = timestep_spacing if timestep_spacing is not None else self.cfg.get("timestep_spacing", "auto")
-        nm = noise_match if noise_match is not None else self.cfg.get("noise_match", 0.0)
-        if not 0.0 <= float(nm) <= 4.0:
-            raise VolsrError(f"noise_match must be in [0, 4], got {nm}")
-        if spacing not in ("auto", *SPACINGS):
-            raise VolsrError(f"timestep_spacing must be one of auto, {', '.join(SPACINGS)}, got {spacing!r}")
-        sched, model_t = sampling_scheduler(kind, steps=steps, num_train_timesteps=T, schedule=self.cfg["schedule"],
-                                            prediction_type=self.cfg["prediction_type"],
-                                            spacing=None if spacing == "auto" else spacing)
+    def _after_load(self) -> None:
+        self.reset_generator(0)
+
+    def make_sampler(self, cfg: MSDSRConfig | None = None, chunk_pixels: int | None = None) -> MaskedSliceSampler:
+        """The sampling pipeline for this engine's EMA denoiser (``cfg``: per-call settings)."""
+        cfg = cfg or self.cfg
+        spacing = None if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
+        sched, model_t = sampling_scheduler(cfg.sampler, steps=cfg.sampling_steps, num_train_timesteps=cfg.num_train_timesteps,
+                                            schedule=cfg.schedule, prediction_type=cfg.prediction_type, spacing=spacing)
         return MaskedSliceSampler(
-            network=self.sampling_network, scheduler=sched, model_timesteps=model_t,
-            mask_channel=bool(self.cfg["mask_channel"]), linear_condition=self.cfg["condition"] == "linear",
-            residual=bool(self.cfg["residual"]), multiple=self.multiple, eta=eta, mode=mode,
-            tile=int(self.cfg["crop"]), tile_overlap=float(self.cfg["tile_overlap"]),
+            network=self._denoiser(self.sampling_network), scheduler=sched, model_timesteps=model_t,
+            inputs=self.inputs, multiple=self.multiple, eta=float(cfg.eta), mode=cfg.inference_mode,
+            tile=int(cfg.crop), tile_overlap=float(cfg.tile_overlap),
             chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS),
-            noise_match=float(nm),
         )
+
+    def call_config(self, options: RestoreOptions) -> MSDSRConfig:
+        """The model's config with this call's options applied (validated by the config)."""
+        if options.realism is not None and not self.cfg.two_stage:
+            raise VolsrError("realism needs a two-stage model (condition='regression'): it blends the stage-1 "
+                             "estimate with the diffusion sample; this model has no stage-1 estimate")
+        return super().call_config(options)
 
     def _generator_for(self, seed: int | None) -> torch.Generator:
         if seed is None:
@@ -397,78 +387,72 @@ class MSDSREngine(LearnedEngine):
         return gen
 
     @torch.no_grad()
-    def _restore(
-        self,
-        planes: torch.Tensor,
-        known: torch.Tensor,
-        *,
-        seed: int | None = None,
-        sampling_steps: int | None = None,
-        sampler: str | None = None,
-        eta: float | None = None,
-        inference_mode: str | None = None,
-        noise_match: float | None = None,
-        batch_size: int | None = None,
-        progress: Callable[[str, int, int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
+    def _restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions, *,
+                 progress: Callable[[str, int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample the unknown rows of all planes in batched calls.
 
-        ``seed`` reseeds the noise for this call (else the engine's running generator, see
-        :meth:`reset_generator`); ``batch_size`` caps planes per network call (default by
-        pixel count); ``progress(stage, done, total)`` is called after every denoising step
-        and ``cancel()`` is checked before each one. ``sampling_steps``, ``sampler``, ``eta``,
-        ``inference_mode`` and ``noise_match`` override the model's config for this call.
+        ``options.seed`` reseeds the noise for this call (else ``generator``, else the
+        engine's running generator); ``options.batch_size`` caps planes per network call;
+        ``progress(stage, done, total)`` after every denoising step, ``cancel()`` before each.
+        Two-stage: ``realism`` 0 returns the stage-1 estimate without sampling.
         """
-        self._check_channels(planes)
+        self.check_channels(planes.shape[1])
         if not self.trained:
             warnings.warn("restoring with an untrained MSDSR model gives noise: fit it or load a model first",
                           stacklevel=3)
-        src_device, src_dtype = planes.device, planes.dtype
-        x = self.to_model_units(planes.to(self.device, torch.float32))
+        cfg = self.call_config(options)
+        x = planes.to(self.device, torch.float32)
         known = torch.as_tensor(known, dtype=torch.bool).to(self.device)
-        chunk = None
-        if batch_size is not None:
-            if int(batch_size) < 1:
-                raise VolsrError(f"batch_size must be >= 1, got {batch_size!r}")
-            h, w = planes.shape[-2:]
-            chunk = int(batch_size) * h * w
-        pipe = self.make_sampler(sampling_steps=sampling_steps, sampler=sampler, eta=eta,
-                                 inference_mode=inference_mode, chunk_pixels=chunk, noise_match=noise_match)
-        gen = generator if generator is not None else self._generator_for(seed)
-        out = pipe(x, known, generator=gen, progress=progress, cancel=cancel)
-        return self.from_model_units(out).to(src_device, src_dtype)
+        gen = self._generator_for(options.seed) if generator is None or options.seed is not None else generator
+        est = self.estimate(self.sampling_network, x, known) if cfg.two_stage else None
+        if cfg.two_stage and cfg.realism == 0.0:
+            out = est
+        else:
+            chunk = None if options.batch_size is None else int(options.batch_size) * x.shape[-2] * x.shape[-1]
+            cond = self.condition(x, known, est)
+            sample = self.make_sampler(cfg, chunk)(self.to_model_units(x), known, cond=cond, generator=gen,
+                                                   progress=progress, cancel=cancel)
+            out = self.from_model_units(sample)
+            if est is not None:
+                out = est + float(cfg.realism) * (out - est)
+        noise = float(cfg.noise_match) * (float(cfg.realism) if cfg.two_stage else 1.0)
+        if noise:  # realism also scales the added noise: realism 0 is the untouched estimate
+            out = match_noise(out, known, gen, scale=noise)
+        return out.to(planes.device, planes.dtype)
 
-    def restore_with_std(self, planes: torch.Tensor, known: torch.Tensor, n_samples: int, *,
-                         seed: int | None = None, progress=None, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def restore_with_std(self, planes: torch.Tensor, known: torch.Tensor, n_samples: int,
+                         options: RestoreOptions | None = None, *, progress=None, cancel=None,
+                         **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and per-pixel standard deviation (Bessel-corrected) of ``n_samples`` samples.
 
         The std is an uncertainty map: 0 on measured rows, larger where the known rows
         constrain the result less. ``n_samples = 1`` gives a zero std.
         """
+        from .base import make_options
+
         if int(n_samples) != n_samples or int(n_samples) < 1:
             raise VolsrError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
         n_samples = int(n_samples)
-        gen = self._generator_for(seed)
-        total_mean = None
-        m2 = None
+        opts = make_options(options, **kwargs)
+        gen = self._generator_for(opts.seed)
+        opts = opts.replace(seed=None)
+        mean = m2 = None
         for k in range(n_samples):
             def prog(stage, done, total, _k=k):  # one count over all samples: the bar never runs backwards
                 if progress is not None:
                     progress(stage, _k * total + done, n_samples * total)
-            s = self.restore(planes, known, generator=gen, progress=prog if progress else None, **kwargs).double()
-            if total_mean is None:
-                total_mean, m2 = s.clone(), torch.zeros_like(s)
+            s = self.restore(planes, known, opts, generator=gen, progress=prog if progress else None,
+                             cancel=cancel).double()
+            if mean is None:
+                mean, m2 = s.clone(), torch.zeros_like(s)
             else:  # Welford: numerically stable running mean/variance
-                delta = s - total_mean
-                total_mean += delta / (k + 1)
-                m2 += delta * (s - total_mean)
+                delta = s - mean
+                mean += delta / (k + 1)
+                m2 += delta * (s - mean)
         std = (m2 / (n_samples - 1)).sqrt() if n_samples > 1 else m2
         n, _, h, _ = planes.shape
-        kn = torch.as_tensor(known, dtype=torch.bool).to(planes.device)
-        mean = paste_known(total_mean.to(planes.dtype), planes, kn)
-        kn4 = (kn.expand(n, h) if kn.ndim == 1 else kn)[:, None, :, None]
-        std = torch.where(kn4, torch.zeros((), dtype=planes.dtype, device=planes.device), std.to(planes.dtype))
+        m = row_mask(known, n, h, planes.device)
+        mean = paste_known(mean.to(planes.dtype), planes, known)
+        std = torch.where(m, torch.zeros((), dtype=planes.dtype, device=planes.device), std.to(planes.dtype))
         return mean, std

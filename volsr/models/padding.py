@@ -1,0 +1,52 @@
+"""The one padding helper: run a fully convolutional network on planes of any size.
+
+UNets need sides that are multiples of ``2**(levels-1)``; planes (an XZ plane of 61 x 256,
+a 2D image of any size) are padded at the bottom/right by reflection (replication when the
+plane is smaller than the pad) and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["padded_side", "pad_to_multiple", "run_padded"]
+
+
+def padded_side(n: int, multiple: int, min_side: int = 0) -> int:
+    """``n`` rounded up to a multiple of ``multiple`` and at least ``min_side``."""
+    return max(-(-int(n) // int(multiple)) * int(multiple), int(min_side))
+
+
+def _pad_mode(size: int, pad: int) -> str:
+    return "reflect" if pad < size else "replicate"
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 0) -> torch.Tensor:
+    """Pad (N, C, H, W) at the bottom/right to :func:`padded_side` in both axes."""
+    h, w = x.shape[-2:]
+    ph, pw = padded_side(h, multiple, min_side) - h, padded_side(w, multiple, min_side) - w
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode=_pad_mode(h, ph))
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode=_pad_mode(w, pw))
+    return x
+
+
+def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int, *,
+               min_side: int = 0, chunk_pixels: int | None = None) -> torch.Tensor:
+    """``fn`` on padded (N, C, H, W) input, cropped back to (H, W).
+
+    With ``chunk_pixels`` the batch is split so that each call holds at most that many
+    (padded) pixels per channel, and at least one plane.
+    """
+    n, _, h, w = x.shape
+    xp = pad_to_multiple(x, multiple, min_side)
+    if chunk_pixels is None:
+        out = fn(xp)
+    else:
+        per = max(1, int(chunk_pixels) // (xp.shape[-2] * xp.shape[-1]))
+        out = torch.cat([fn(xp[i:i + per]) for i in range(0, n, per)])
+    return out[:, :, :h, :w]
