@@ -92,7 +92,7 @@ def blur_volume(volume, sigma: float, slab: int = 64) -> Any:
 
 def slab_seed(seed: int, axis: str, start: int) -> int:
     """The seed of the slab of planes starting at ``start`` along ``axis`` (order-independent)."""
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0 if axis == "xz" else 1, int(start)])
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, ("xz", "yz", "xy").index(axis), int(start)])
     return int(ss.generate_state(1)[0])
 
 
