@@ -126,3 +126,9 @@ def test_write_sample_stack_regenerates_the_file(tmp_path):
     again = read_stack(path)
     np.testing.assert_array_equal(again.data, make_sample_stack().data)
     assert again.z_factor == pytest.approx(4.0)
+
+
+def test_one_subsample_z_shared_with_the_evaluation():
+    from volsr import evaluation, samples
+
+    assert evaluation.subsample_z is samples.subsample_z

@@ -30,39 +30,29 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 # ----------------------------------------------------------------------------- inputs
 def _read_image_file(path: Path) -> list[np.ndarray]:
-    """One file -> list of (C, H, W) images (2D image, RGB image, or the XY planes of a stack)."""
+    """One file -> list of (C, H, W) images: a 2D (grey or RGB) image, or the XY planes of a stack.
+
+    2D images go through :func:`volsr.io.read_image_2d` (its alpha rule: dropped for
+    PNG/JPEG/BMP, kept for TIFF); TIFFs with more than a 2D image, ``.npy`` and NIfTI files
+    are read as stacks.
+    """
+    from .io import read_image_2d, read_stack
+
     name = path.name.lower()
-    if name.endswith((".tif", ".tiff", ".npy", ".nii", ".nii.gz")):
+    if name.endswith((".tif", ".tiff")):
         try:
             import tifffile
 
-            if name.endswith((".tif", ".tiff")):
-                with tifffile.TiffFile(path) as tf:
-                    shape = tf.series[0].shape
-                if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)):
-                    return [_to_chw(tifffile.imread(path), path)]
+            with tifffile.TiffFile(path) as tf:
+                shape = tf.series[0].shape
         except Exception as err:  # noqa: BLE001
             raise InputError(f"cannot read reference image {path}: {err}") from None
-        from .io import read_stack
-
-        czyx = read_stack(path).canonical()
-        return [np.asarray(p) for p in np.moveaxis(czyx, 1, 0)]
-    try:
-        from skimage import io as skio
-
-        arr = skio.imread(path)
-    except Exception as err:  # noqa: BLE001
-        raise InputError(f"cannot read reference image {path}: {err}") from None
-    return [_to_chw(arr, path)]
-
-
-def _to_chw(arr: np.ndarray, path: Path) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        return np.moveaxis(arr[..., :3], -1, 0)
-    raise InputError(f"reference image {path} has shape {arr.shape}; expected a 2D grayscale or RGB image")
+        if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)):
+            return [read_image_2d(path)]
+    elif not name.endswith((".npy", ".nii", ".nii.gz")):
+        return [read_image_2d(path)]
+    czyx = read_stack(path).canonical()
+    return [np.asarray(p) for p in np.moveaxis(czyx, 1, 0)]
 
 
 def load_reference(path) -> list[np.ndarray]:

@@ -44,6 +44,7 @@ from .metrics.slicefid import crop_features, reference_stats, slice_fid
 from .metrics.slicing import IntensityWindow, as_czyx, as_image_list, sample_image_crops
 from .metrics.spectra import axis_spectra
 from .normalize import PercentileNormalizer
+from .samples import subsample_z  # the one implementation; re-exported here for compatibility
 from .sampling import OutputGrid
 
 __all__ = [
@@ -84,18 +85,6 @@ def parse_variant(variant: str, blur_sigma: float = 0.5) -> dict:
         "fusion": "mean" if base == "both" else base,
         "blur_sigma": float(blur_sigma) if suffix else None,
     }
-
-
-def subsample_z(volume_czyx: np.ndarray, factor: int) -> np.ndarray:
-    """Keep every ``factor``-th z plane (planes 0, f, 2f, ...) of a (C, Z, Y, X) volume.
-
-    Plain slicing on purpose: the simulated measured planes must be bit-identical to HR
-    planes, so that "restored only" metrics exclude exactly the copied planes.
-    """
-    f = int(factor)
-    if f < 1:
-        raise VolsrError(f"factor must be an integer >= 1, got {factor!r}")
-    return np.ascontiguousarray(volume_czyx[:, ::f])
 
 
 def evenly_spaced_rows(size: int, factor: float) -> np.ndarray:
