@@ -202,3 +202,36 @@ def test_figures_leave_the_matplotlib_backend_alone(hr, tmp_path):
     paths = write_report(res, tmp_path / "r")
     assert paths["spectra_png"].stat().st_size > 0
     assert matplotlib.get_backend().lower() == "svg"
+
+
+def test_cli_score_uses_the_measured_planes_as_xy_reference(tmp_path, capsys):
+    """`volsr infer` records where the measured planes went; `volsr score` draws its XY reference there."""
+    from volsr.cli import main
+    from volsr.io import read_stack, write_stack
+    from volsr.samples import isotropic_volume
+
+    gt = isotropic_volume((25, 40, 40), seed=5, kind="texture")
+    low = tmp_path / "low.tif"
+    write_stack(low, gt[::4], "ZYX", spacing=(4.0, 1.0, 1.0))
+    out = tmp_path / "low_volsr.tif"
+    assert main(["infer", str(low), "--engine", "linear", "-o", str(out), "-q"]) == 0
+    assert read_stack(out).measured_planes == (0, 4, 8, 12, 16, 20, 24)
+    capsys.readouterr()
+    base = ["score", str(out), "--tile", "16", "--n-tiles", "32", "--json"]
+    assert main(base) == 0
+    recorded = json.loads(capsys.readouterr().out)
+    assert recorded["isotropy_reference"] == "measured planes (7 of 25), recorded in the file"
+    assert main(base + ["--factor", "4"]) == 0
+    by_factor = json.loads(capsys.readouterr().out)
+    assert by_factor["isotropy_gap"] == recorded["isotropy_gap"] and "--factor 4" in by_factor["isotropy_reference"]
+    assert main(base + ["--measured-planes", "0,4,8,12,16,20,24"]) == 0
+    assert json.loads(capsys.readouterr().out)["isotropy_gap"] == recorded["isotropy_gap"]
+    # a file without the record: all planes, and a warning that says so
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, read_stack(out).data)
+    assert main(["score", str(plain), "--tile", "16", "--n-tiles", "32"]) == 0
+    cap = capsys.readouterr()
+    assert "XY reference: all planes" in cap.out and "ALL planes" in cap.err
+    assert main(base + ["--factor", "4", "--measured-planes", "0,4"]) == 2
+    assert main(base + ["--measured-planes", "0,99"]) == 2
+    assert "--measured-planes" in capsys.readouterr().err

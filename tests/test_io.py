@@ -347,3 +347,19 @@ def test_read_image_2d_alpha_rule_and_shared_by_data_and_reference_loader(tmp_pa
     with pytest.raises(InputError, match="2D image"):
         tifffile.imwrite(tmp_path / "vol.tif", rng.random((3, 9, 16, 16)).astype(np.float32))
         read_image_2d(tmp_path / "vol.tif")
+
+
+def test_measured_planes_round_trip(tmp_path):
+    vol = _vol((9, 8, 8))
+    write_stack(tmp_path / "r.tif", vol, "ZYX", spacing=(1.0, 1.0, 1.0), measured_planes=[0, 4, 8])
+    assert read_stack(tmp_path / "r.tif").measured_planes == (0, 4, 8)
+    write_stack(tmp_path / "c.ome.tif", np.stack([vol, vol]), "CZYX", measured_planes=np.array([0, 3, 6]))
+    assert read_stack(tmp_path / "c.ome.tif").measured_planes == (0, 3, 6)
+    write_stack(tmp_path / "n.tif", vol, "ZYX")
+    assert read_stack(tmp_path / "n.tif").measured_planes is None  # other files: unknown
+    with pytest.warns(UserWarning, match="measured planes"):
+        write_stack(tmp_path / "r.npy", vol, "ZYX", measured_planes=[0, 8])
+    for bad in ([0, 9], [4, 2], [0, 1.5]):
+        with pytest.raises(InputError):
+            write_stack(tmp_path / "bad.tif", vol, "ZYX", measured_planes=bad)
+    assert not (tmp_path / "bad.tif").exists()

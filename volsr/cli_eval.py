@@ -2,7 +2,9 @@
 
 ``volsr score restored.tif --reference refs/``
     SliceFID (FID of XY, XZ, YZ slices against reference HR 2D images, and their mean) and
-    the spectral isotropy gap of any (restored) stack.
+    the spectral isotropy gap of any (restored) stack. The gap's XY reference is the
+    *measured* planes when their positions are known (recorded by ``volsr infer``, or
+    ``--factor`` / ``--measured-planes``); otherwise all planes, with a warning.
 ``volsr eval hr_volume.tif --factors 2 4 8 --engines nearest linear cubic --out results/``
     The paper's paired-2D and 3D protocols on an isotropic HR volume; writes
     ``results.csv`` (every number, long format), ``spectra.csv``, ``tables.md`` and PNG
@@ -78,14 +80,16 @@ def load_reference(path) -> list[np.ndarray]:
     return images
 
 
-def _read_volume(path, axes):
+def _read_volume(path, axes, *, with_stack: bool = False):
     from .io import read_stack
 
     if not Path(path).exists():
         raise InputError(f"{path} does not exist")
     stack = read_stack(path, axes=axes)
+    if with_stack:
+        return stack.canonical(), stack
     f = stack.z_factor
-    if f is not None and abs(f - 1.0) > 0.05:
+    if f is not None and abs(f - 1.0) > 0.05:  # (score: see _score_volume)
         print(f"volsr: warning: {path} has z spacing {f:g}x its xy spacing; these metrics assume an isotropic "
               "grid (score a restored stack, or evaluate an isotropic HR volume)", file=sys.stderr)
     return stack.canonical()
@@ -102,7 +106,13 @@ def cmd_score(args) -> int:
     """Print SliceFID (XY, XZ, YZ, mean) against ``--reference`` and the isotropy gap."""
     from .metrics import axis_spectra, get_extractor, reference_stats, slice_fid
 
-    vol = _read_volume(args.input, args.axes)
+    vol, stack = _read_volume(args.input, args.axes, with_stack=True)
+    measured, source = _measured_planes(args, stack, vol.shape[1])
+    if measured is None:
+        print(f"volsr: warning: the measured planes of {args.input} are unknown (no volsr record in the file, "
+              "no --factor / --measured-planes): the isotropy gap takes its XY reference from ALL planes, "
+              "generated ones included, so an engine that smooths also smooths its own reference",
+              file=sys.stderr)
     result = {}
     if args.reference:
         refs = load_reference(args.reference)
@@ -117,8 +127,10 @@ def cmd_score(args) -> int:
         r = slice_fid(vol, ref, n_crops=args.n_crops, seed=args.seed)
         result.update(r.as_dict())
         result["features"] = ex.describe()
-    sp = axis_spectra(vol, tile=args.tile, n_tiles=args.n_tiles, seed=args.seed)
+    sp = axis_spectra(vol, tile=args.tile, n_tiles=args.n_tiles, seed=args.seed, measured_planes=measured)
     result["isotropy_gap"] = sp.gap
+    result["isotropy_reference"] = f"{sp.reference}, {source}" if measured is not None else sp.reference
+    result["measured_planes"] = None if measured is None else list(measured)
     result.update(crop=args.crop, n_crops=args.n_crops, seed=args.seed, intensity=args.intensity)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -130,8 +142,37 @@ def cmd_score(args) -> int:
             print(f"  {label:<9} {result[key]:10.4f}")
     else:
         print(f"{args.input}: no --reference given, so no SliceFID (pass a folder of HR 2D images)")
-    print(f"isotropy gap {result['isotropy_gap']:.4f} (decades of power, XZ/YZ vs XY; 0 = isotropic)")
+    print(f"isotropy gap {result['isotropy_gap']:.4f} (decades of power, XZ/YZ vs XY; 0 = isotropic; "
+          f"XY reference: {result['isotropy_reference']})")
     return 0
+
+
+def _measured_planes(args, stack, n_planes: int):
+    """(z indices of the measured planes or None, where they came from) for ``volsr score``.
+
+    Order: ``--measured-planes``, then ``--factor`` (planes ``round(i * F)``), then the
+    ``volsr_measured_planes`` record a volsr output carries; None when none says.
+    """
+    from .io import check_measured_planes
+    from .sampling import measured_positions
+
+    given = getattr(args, "measured_planes", None)
+    factor = getattr(args, "factor", None)
+    if given is not None and factor is not None:
+        raise VolsrError("give --measured-planes or --factor, not both")
+    if given is not None:
+        try:
+            return check_measured_planes(given, n_planes), "from --measured-planes"
+        except InputError as err:
+            raise InputError(f"--measured-planes: {err}") from None
+    if factor is not None:
+        planes = tuple(int(i) for i in measured_positions(n_planes, factor))
+        if len(planes) < 2:
+            raise InputError(f"--factor {factor:g} leaves fewer than 2 measured planes in {n_planes} z planes")
+        return planes, f"from --factor {factor:g}"
+    if stack.measured_planes is not None:
+        return stack.measured_planes, "recorded in the file"
+    return None, None
 
 
 # ----------------------------------------------------------------------------- eval
@@ -231,6 +272,11 @@ def add_parsers(subparsers) -> None:
                    help="intensity window: from the reference set for both (default), per set, or per crop")
     p.add_argument("--tile", type=int, default=32, help="tile size (px) for the radial spectra (default 32)")
     p.add_argument("--n-tiles", type=int, default=256, help="tiles per axis for the spectra (default 256)")
+    p.add_argument("--factor", type=float, metavar="F",
+                   help="the stack is a restoration at factor F: measured planes at round(i*F) are the XY "
+                        "reference of the isotropy gap (default: the planes recorded by `volsr infer`)")
+    p.add_argument("--measured-planes", metavar="I,J,...",
+                   help="z indices of the measured planes (e.g. 0,4,8,...), the XY reference of the isotropy gap")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_score)
 

@@ -306,7 +306,9 @@ def volume_3d(
         FID settings (see :mod:`volsr.metrics.slicefid`); ``crop`` must fit the restored
         z extent.
     spectra_tile, n_tiles
-        Isotropy gap settings (see :mod:`volsr.metrics.spectra`).
+        Isotropy gap settings (see :mod:`volsr.metrics.spectra`). The gap's XY reference is
+        the measured planes of each factor (planes 0, f, 2f, ... of the output), never the
+        engine's generated planes; the ground truth is scored against the same planes.
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: each model's own).
     include_ground_truth : bool
@@ -349,7 +351,7 @@ def volume_3d(
 
     rows, spec_rows, examples = [], [], {}
 
-    def score(name, variant, f, vol, truth=None, known=None):
+    def score(name, variant, f, vol, truth=None, known=None, measured=None):
         r = slice_fid(vol, ref, **fid_kw)
         for axis, val in (("xy", r.fid_xy), ("xz", r.fid_xz), ("yz", r.fid_yz)):
             rows.append(_row("3d", name, variant, f, "fid", axis, "all", val))
@@ -358,7 +360,7 @@ def volume_3d(
             for m in paired_metrics(vol, truth, known, data_range=data_range):
                 rows.append(_row("3d", name, variant, f, "psnr", m["axis"], m["rows"], m["psnr"]))
                 rows.append(_row("3d", name, variant, f, "ssim", m["axis"], m["rows"], m["ssim"]))
-        sp = axis_spectra(vol, **sp_kw)
+        sp = axis_spectra(vol, measured_planes=measured, **sp_kw)  # XY reference: the measured planes
         rows.append(_row("3d", name, variant, f, "isotropy_gap", "-", "all", sp.gap))
         for d in sp.to_rows():
             spec_rows.append({"engine": name, "variant": variant, "factor": f, **d})
@@ -381,7 +383,7 @@ def volume_3d(
         grid = OutputGrid(lr.shape[1], f)
         truth = hrn[:, : grid.n_out]
         if include_ground_truth:
-            score(GROUND_TRUTH, "-", f, truth)
+            score(GROUND_TRUTH, "-", f, truth, measured=grid.positions)
             done += 1
             if progress is not None:
                 progress("3d", done, total)
@@ -389,7 +391,7 @@ def volume_3d(
             for v in variants:
                 kw = parse_variant(v, blur_sigma)
                 out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw, **_sampling_kwargs(eng, sampling_steps))
-                score(eng.name, v, f, out, truth, grid.known_mask)
+                score(eng.name, v, f, out, truth, grid.known_mask, grid.positions)
                 done += 1
                 if progress is not None:
                     progress("3d", done, total)
@@ -398,6 +400,7 @@ def volume_3d(
         "data_range": float(data_range), "axial_sigma": axial_sigma, "blur_sigma": float(blur_sigma),
         "spectra_tile": spectra_tile, "n_tiles": n_tiles, "hr_shape": list(hr.shape),
         "reference": "XY planes of the HR volume" if reference is None else f"{len(ref_images)} given images",
+        "isotropy_reference": "XY tiles from the measured planes of each factor (ground truth: the same planes)",
     }
     return EvalResult(pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(spec_rows), examples, meta)
 
