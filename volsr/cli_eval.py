@@ -191,37 +191,66 @@ def _engine_from_spec(spec: str, device: str):
     return create_engine(spec, device=device)
 
 
-def _fit_fresh_engines(engines, vol, args) -> None:
-    """``vol`` (C, Z, Y, X) from :func:`_read_volume`. Untrained learned engines: fit on the HR volume's XY planes (--fit-minutes), or refuse.
+def _fit_settings(engines, args) -> dict | None:
+    """``Engine.fit`` keyword arguments for learned engines given without a model, or refuse.
 
-    XY planes are what every simulated low-res stack keeps at full resolution, so this is
-    the paper's setting (a 2D model trained on HR XY planes) without a separate training run.
+    The fits themselves run inside :func:`volsr.evaluation.evaluate`, without leakage: per
+    factor on the simulated low-res stack's XY planes (3D), on held-out training planes (2D).
     """
-    import numpy as np
+    from .evaluation import needs_fit
 
-    for eng in engines:
-        if not eng.learned or getattr(eng, "trained", True):
-            continue
-        if args.fit_minutes is None and args.fit_steps is None:
-            raise VolsrError(
-                f"engine '{eng.name}' has no model: give {eng.name}=model.volsr (see `volsr train`), "
-                "or --fit-minutes M / --fit-steps N to fit it on the XY planes of the HR volume first"
-            )
-        print(f"volsr: fitting '{eng.name}' on the XY planes of {args.input}", file=sys.stderr)
-        eng.fit(np.asarray(vol, dtype=np.float32), steps=args.fit_steps, minutes=args.fit_minutes, seed=args.seed)
+    fresh = [eng.name for eng in engines if needs_fit(eng)]
+    if not fresh:
+        return None
+    if args.fit_minutes is None and args.fit_steps is None:
+        name = fresh[0]
+        raise VolsrError(
+            f"engine '{name}' has no model: give {name}=model.volsr (see `volsr train`), "
+            "or --fit-minutes M / --fit-steps N to fit it here (per factor on the simulated low-res stack)"
+        )
+    if args.fit_steps is not None and int(args.fit_steps) <= 0:
+        raise VolsrError(f"--fit-steps must be a positive number of steps, got {args.fit_steps}")
+    if args.fit_minutes is not None and not float(args.fit_minutes) > 0:
+        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {args.fit_minutes:g}")
+    return {"steps": args.fit_steps, "minutes": args.fit_minutes, "seed": args.seed}
 
 
 def cmd_eval(args) -> int:
-    """Run the paired-2D and 3D protocols and write CSV, Markdown and PNG files."""
-    from .evaluation import evaluate, markdown_table, paper_tables, write_report
+    """Run the paired-2D and 3D protocols and write CSV, Markdown and PNG files.
+
+    Everything that can be checked from the inputs (shape vs factors and crop, reference
+    images, FID weights, output folder, fit budget) is checked before any fit or restoration.
+    """
+    from .evaluation import (
+        check_extractor,
+        check_report_destination,
+        check_settings,
+        evaluate,
+        markdown_table,
+        needs_fit,
+        paper_tables,
+        write_report,
+    )
+    from .metrics import get_extractor
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise VolsrError(f"--out {out} is a file; give a folder")
+    check_report_destination(out, has_3d="3d" in args.protocols, overwrite=args.overwrite,
+                             figures=not args.no_figures)
     vol = _read_volume(args.input, args.axes)
     engines = [_engine_from_spec(s, args.device) for s in args.engines]
-    _fit_fresh_engines(engines, vol, args)
+    fit = _fit_settings(engines, args)
     reference = load_reference(args.reference) if args.reference else None
+    check_settings(vol.shape, args.factors, protocols=args.protocols, variants=args.variants,
+                   blur_sigma=args.blur_sigma, crop=args.crop, reference=reference, engines=engines, fit=fit)
+    # the FID weights, before minutes of fitting (evaluate() builds the same extractor again; it is cheap)
+    check_extractor(get_extractor(args.features, device=args.device, weights=args.inception_weights,
+                                  n_channels=3 if vol.shape[0] == 3 else 1), args.crop)
+    if fit is not None:
+        names = ", ".join(e.name for e in engines if needs_fit(e))
+        n_fits = len(args.factors) * ("3d" in args.protocols) + ("2d" in args.protocols)
+        budget = f"{args.fit_steps} steps" if args.fit_steps else f"{args.fit_minutes:g} min"
+        print(f"volsr: fitting {names} without leakage: {n_fits} fit(s) of {budget} each — per factor on the "
+              "XY planes of the simulated low-res stack (3D), on held-out training planes (2D)", file=sys.stderr)
     try:
         from .cli import TqdmProgress
 
@@ -234,7 +263,7 @@ def cmd_eval(args) -> int:
             features=args.features, inception_weights=args.inception_weights, crop=args.crop,
             n_crops=args.n_crops, seed=args.seed, device=args.device, progress=progress,
             blur_sigma=args.blur_sigma, axial_sigma=args.axial_sigma, reference=reference,
-            batch_size=args.batch_size, sampling_steps=args.steps,
+            batch_size=args.batch_size, sampling_steps=args.steps, fit=fit,
         )
     finally:
         if progress is not None:
@@ -294,8 +323,10 @@ def add_parsers(subparsers) -> None:
     _common(p)
     p.add_argument("--batch-size", type=int, help="planes per engine call")
     p.add_argument("--steps", type=int, help="sampling steps for diffusion engines (default: the model's)")
-    p.add_argument("--fit-minutes", type=float, help="fit learned engines given without a model for M minutes")
-    p.add_argument("--fit-steps", type=int, help="fit learned engines given without a model for N steps")
+    p.add_argument("--fit-minutes", type=float,
+                   help="fit learned engines given without a model for M minutes per fit (one fit per factor on "
+                        "the simulated low-res stack, one on held-out planes for the 2D protocol)")
+    p.add_argument("--fit-steps", type=int, help="like --fit-minutes, a budget of N steps per fit")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
