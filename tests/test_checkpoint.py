@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -154,3 +155,21 @@ def test_training_checkpoint_round_trip_and_refusals(tmp_path):
         load_training_checkpoint(junk)
     with pytest.raises(ModelFileError, match="does not exist"):
         load_training_checkpoint(tmp_path / "none.ckpt")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_model_files_and_checkpoints_follow_the_umask(tmp_path, umask, mode):
+    """safetensors writes 0600 like mkstemp; model files get 0o666 & ~umask like any other output."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        m = save_model(tmp_path / "m.volsr", engine="msunet", config={}, state_dict={"w": torch.zeros(2)})
+        c = save_training_checkpoint(tmp_path / "c.ckpt", {"step": 1})
+        tiny_engine().save(tmp_path / "e.volsr")
+    finally:
+        os.umask(old)
+    for p in (m, c, tmp_path / "e.volsr"):
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p

@@ -316,3 +316,50 @@ def test_axes_that_do_not_match_the_array(tmp_path):
 def test_folder_instead_of_file(tmp_path):
     with pytest.raises(InputError, match="is a folder"):
         read_stack(tmp_path)
+
+
+# -- 2D images: one reader, one alpha rule ---------------------------------------------------
+def test_read_image_2d_alpha_rule_and_shared_by_data_and_reference_loader(tmp_path):
+    import skimage.io
+
+    from volsr import data
+    from volsr.cli_eval import load_reference
+    from volsr.io import read_image_2d
+
+    assert data.read_image_2d is read_image_2d  # the old name still works
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((40, 40, 4)) * 255).astype(np.uint8)
+    la = (rng.random((40, 40, 2)) * 255).astype(np.uint8)
+    skimage.io.imsave(str(tmp_path / "rgba.png"), rgba, check_contrast=False)
+    skimage.io.imsave(str(tmp_path / "la.png"), la, check_contrast=False)
+    tifffile.imwrite(tmp_path / "four.tif", rgba)  # 4 channels in a TIFF are kept
+    assert read_image_2d(tmp_path / "rgba.png").shape == (3, 40, 40)
+    assert read_image_2d(tmp_path / "la.png").shape == (1, 40, 40)
+    four = read_image_2d(tmp_path / "four.tif")
+    assert four.shape == (4, 40, 40) and four.dtype == np.float32
+    np.testing.assert_array_equal(four[3], rgba[..., 3])
+    # the FID reference loader applies the same rule
+    assert [im.shape for im in load_reference(tmp_path / "rgba.png")] == [(3, 40, 40)]
+    assert [im.shape for im in load_reference(tmp_path / "la.png")] == [(1, 40, 40)]
+    assert [im.shape for im in load_reference(tmp_path / "four.tif")] == [(4, 40, 40)]
+    tifffile.imwrite(tmp_path / "stack.tif", rng.random((5, 16, 16)).astype(np.float32))
+    assert len(load_reference(tmp_path / "stack.tif")) == 5  # a stack gives its XY planes
+    with pytest.raises(InputError, match="2D image"):
+        tifffile.imwrite(tmp_path / "vol.tif", rng.random((3, 9, 16, 16)).astype(np.float32))
+        read_image_2d(tmp_path / "vol.tif")
+
+
+def test_measured_planes_round_trip(tmp_path):
+    vol = _vol((9, 8, 8))
+    write_stack(tmp_path / "r.tif", vol, "ZYX", spacing=(1.0, 1.0, 1.0), measured_planes=[0, 4, 8])
+    assert read_stack(tmp_path / "r.tif").measured_planes == (0, 4, 8)
+    write_stack(tmp_path / "c.ome.tif", np.stack([vol, vol]), "CZYX", measured_planes=np.array([0, 3, 6]))
+    assert read_stack(tmp_path / "c.ome.tif").measured_planes == (0, 3, 6)
+    write_stack(tmp_path / "n.tif", vol, "ZYX")
+    assert read_stack(tmp_path / "n.tif").measured_planes is None  # other files: unknown
+    with pytest.warns(UserWarning, match="measured planes"):
+        write_stack(tmp_path / "r.npy", vol, "ZYX", measured_planes=[0, 8])
+    for bad in ([0, 9], [4, 2], [0, 1.5]):
+        with pytest.raises(InputError):
+            write_stack(tmp_path / "bad.tif", vol, "ZYX", measured_planes=bad)
+    assert not (tmp_path / "bad.tif").exists()

@@ -62,3 +62,44 @@ def test_spectrum_error_is_zero_against_itself_and_grows_with_blur():
     assert errs[1] == pytest.approx(np.sqrt(np.mean((a.log_power["xz"] - b.log_power["xz"]) ** 2)))
     with pytest.raises(VolsrError, match="shape"):
         spectrum_error(vol, vol[:-1])
+
+
+@pytest.fixture(scope="module")
+def restored_pair():
+    """Ground-truth texture and a 'smooth engine' output on the 4x grid of its every 4th plane."""
+    from volsr.samples import isotropic_volume
+    from volsr.sampling import OutputGrid
+
+    gt = isotropic_volume((61, 64, 64), seed=3, kind="texture").astype(np.float32)
+    pos = OutputGrid(16, 4).positions
+    smooth = gaussian_filter(gt, (3.0, 0.7, 0.7))  # generated planes heavily smoothed ...
+    smooth[pos] = gt[pos]  # ... measured planes come back unchanged, as in every restoration
+    return gt, smooth, pos
+
+
+def test_measured_plane_reference_is_the_microscopes_not_the_engines(restored_pair):
+    gt, smooth, pos = restored_pair
+    kw = dict(tile=32, n_tiles=96, seed=0)
+    honest = {name: axis_spectra(v, measured_planes=pos, **kw) for name, v in (("gt", gt), ("smooth", smooth))}
+    old = {name: axis_spectra(v, **kw) for name, v in (("gt", gt), ("smooth", smooth))}
+    assert honest["gt"].reference == "measured planes (16 of 61)" and old["gt"].reference == "all planes"
+    # the reference no longer moves with the engine's output: same measured planes, same XY spectrum ...
+    np.testing.assert_array_equal(honest["smooth"].log_power["xy"], honest["gt"].log_power["xy"])
+    # ... whereas from all planes the smoothing engine supplied 3/4 of its own reference
+    assert np.abs(old["smooth"].log_power["xy"] - old["gt"].log_power["xy"]).max() > 0.5
+    # generated planes that are smoother than the measured ones score worse than the truth
+    assert honest["smooth"].gap > 5 * honest["gt"].gap
+    assert honest["gt"].gap < 0.05
+    assert isotropy_gap(smooth, measured_planes=pos, **kw) == pytest.approx(honest["smooth"].gap)
+
+
+def test_measured_positions_and_bad_measured_planes(iso):
+    from volsr.errors import InputError
+    from volsr.sampling import OutputGrid, measured_positions
+
+    for n_in, f in ((16, 4), (4, 2.5), (7, 3.3), (5, 1.0)):
+        g = OutputGrid(n_in, f)
+        np.testing.assert_array_equal(measured_positions(g.n_out, f), g.positions)
+    for bad in ([0, 0, 4], [-1, 3], [0, 48], "0,a", [0.5, 2]):
+        with pytest.raises(InputError):
+            axis_spectra(iso, tile=16, n_tiles=4, measured_planes=bad)

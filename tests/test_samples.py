@@ -248,3 +248,9 @@ def test_acquisition_kinds_generate_quickly():
     for kind in ACQUISITION_KINDS:
         isotropic_volume((16, 64, 64), seed=0, kind=kind)
     assert time.perf_counter() - t0 < 10.0  # 64x256x256 takes ~1-2 s per kind
+
+
+def test_one_subsample_z_shared_with_the_evaluation():
+    from volsr import evaluation, samples
+
+    assert evaluation.subsample_z is samples.subsample_z

@@ -45,10 +45,11 @@ class RestoreResult:
     timings: dict = field(default_factory=dict)
 
     def save(self, path, overwrite: bool = False) -> Path:
-        """Write :attr:`data` with the new spacing (OME-TIFF for .tif); atomic."""
+        """Write :attr:`data` with the new spacing and the measured planes' positions (OME-TIFF); atomic."""
         from .io import write_stack
 
-        return write_stack(path, self.data, self.axes, spacing=self.spacing, unit=self.unit, overwrite=overwrite)
+        return write_stack(path, self.data, self.axes, spacing=self.spacing, unit=self.unit, overwrite=overwrite,
+                           measured_planes=self.grid.positions)
 
 
 def as_stack(source, axes: str | None = None, spacing=None):

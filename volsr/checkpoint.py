@@ -123,6 +123,7 @@ def save_model(path: str | Path, *, engine: str, config: dict, state_dict: dict,
     tmp = _temporary_name(path)
     try:
         save_file(tensors, tmp, metadata=meta)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -131,8 +132,34 @@ def save_model(path: str | Path, *, engine: str, config: dict, state_dict: dict,
 
 
 def _temporary_name(path: Path) -> str:
-    """A hidden sibling name; created with the user's normal permissions (mkstemp would force 0600)."""
+    """A hidden sibling name for the atomic write (the writer decides the file's mode; see :func:`_default_mode`)."""
     return str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"))
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(tmp: str) -> None:
+    """Give a freshly written file the mode a plain ``open(path, 'w')`` would: ``0o666 & ~umask``.
+
+    safetensors' writer creates its file like ``mkstemp`` (0600), so model files came out
+    private while TIFF outputs next to them were 0644. On Windows chmod only toggles
+    read-only; nothing to do there.
+    """
+    if os.name == "nt":
+        return
+    os.chmod(tmp, 0o666 & ~_current_umask())
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -311,6 +338,7 @@ def save_training_checkpoint(path: str | Path, state: dict) -> Path:
     tmp = _temporary_name(path)
     try:
         torch.save(payload, tmp)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

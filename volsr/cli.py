@@ -157,10 +157,13 @@ def cmd_infer(args) -> int:
         )
     finally:
         progress.close()
-    write_stack(out, res.data, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite)
-    if std_out is not None and res.std is not None:
-        write_stack(std_out, res.std, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite)
     g = res.grid
+    # the measured planes' output rows go into the file: `volsr score` takes its XY reference from them
+    write_stack(out, res.data, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite,
+                measured_planes=g.positions)
+    if std_out is not None and res.std is not None:
+        write_stack(std_out, res.std, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite,
+                    measured_planes=g.positions)
     print(f"volsr: {g.n_in} -> {g.n_out} z planes (factor {res.z_factor:g}, engine {res.engine.name}) "
           f"in {time.perf_counter() - t0:.1f} s; wrote {out}" + (f" and {std_out}" if std_out else ""),
           file=sys.stderr)

@@ -2,7 +2,9 @@
 
 ``volsr score restored.tif --reference refs/``
     SliceFID (FID of XY, XZ, YZ slices against reference HR 2D images, and their mean) and
-    the spectral isotropy gap of any (restored) stack.
+    the spectral isotropy gap of any (restored) stack. The gap's XY reference is the
+    *measured* planes when their positions are known (recorded by ``volsr infer``, or
+    ``--factor`` / ``--measured-planes``); otherwise all planes, with a warning.
 ``volsr eval hr_volume.tif --factors 2 4 8 --engines nearest linear cubic --out results/``
     The paper's paired-2D and 3D protocols on an isotropic HR volume; writes
     ``results.csv`` (every number, long format), ``spectra.csv``, ``tables.md`` and PNG
@@ -30,39 +32,29 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 # ----------------------------------------------------------------------------- inputs
 def _read_image_file(path: Path) -> list[np.ndarray]:
-    """One file -> list of (C, H, W) images (2D image, RGB image, or the XY planes of a stack)."""
+    """One file -> list of (C, H, W) images: a 2D (grey or RGB) image, or the XY planes of a stack.
+
+    2D images go through :func:`volsr.io.read_image_2d` (its alpha rule: dropped for
+    PNG/JPEG/BMP, kept for TIFF); TIFFs with more than a 2D image, ``.npy`` and NIfTI files
+    are read as stacks.
+    """
+    from .io import read_image_2d, read_stack
+
     name = path.name.lower()
-    if name.endswith((".tif", ".tiff", ".npy", ".nii", ".nii.gz")):
+    if name.endswith((".tif", ".tiff")):
         try:
             import tifffile
 
-            if name.endswith((".tif", ".tiff")):
-                with tifffile.TiffFile(path) as tf:
-                    shape = tf.series[0].shape
-                if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)):
-                    return [_to_chw(tifffile.imread(path), path)]
+            with tifffile.TiffFile(path) as tf:
+                shape = tf.series[0].shape
         except Exception as err:  # noqa: BLE001
             raise InputError(f"cannot read reference image {path}: {err}") from None
-        from .io import read_stack
-
-        czyx = read_stack(path).canonical()
-        return [np.asarray(p) for p in np.moveaxis(czyx, 1, 0)]
-    try:
-        from skimage import io as skio
-
-        arr = skio.imread(path)
-    except Exception as err:  # noqa: BLE001
-        raise InputError(f"cannot read reference image {path}: {err}") from None
-    return [_to_chw(arr, path)]
-
-
-def _to_chw(arr: np.ndarray, path: Path) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        return np.moveaxis(arr[..., :3], -1, 0)
-    raise InputError(f"reference image {path} has shape {arr.shape}; expected a 2D grayscale or RGB image")
+        if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)):
+            return [read_image_2d(path)]
+    elif not name.endswith((".npy", ".nii", ".nii.gz")):
+        return [read_image_2d(path)]
+    czyx = read_stack(path).canonical()
+    return [np.asarray(p) for p in np.moveaxis(czyx, 1, 0)]
 
 
 def load_reference(path) -> list[np.ndarray]:
@@ -88,14 +80,16 @@ def load_reference(path) -> list[np.ndarray]:
     return images
 
 
-def _read_volume(path, axes):
+def _read_volume(path, axes, *, with_stack: bool = False):
     from .io import read_stack
 
     if not Path(path).exists():
         raise InputError(f"{path} does not exist")
     stack = read_stack(path, axes=axes)
+    if with_stack:
+        return stack.canonical(), stack
     f = stack.z_factor
-    if f is not None and abs(f - 1.0) > 0.05:
+    if f is not None and abs(f - 1.0) > 0.05:  # (score: see _score_volume)
         print(f"volsr: warning: {path} has z spacing {f:g}x its xy spacing; these metrics assume an isotropic "
               "grid (score a restored stack, or evaluate an isotropic HR volume)", file=sys.stderr)
     return stack.canonical()
@@ -112,7 +106,13 @@ def cmd_score(args) -> int:
     """Print SliceFID (XY, XZ, YZ, mean) against ``--reference`` and the isotropy gap."""
     from .metrics import axis_spectra, get_extractor, reference_stats, slice_fid
 
-    vol = _read_volume(args.input, args.axes)
+    vol, stack = _read_volume(args.input, args.axes, with_stack=True)
+    measured, source = _measured_planes(args, stack, vol.shape[1])
+    if measured is None:
+        print(f"volsr: warning: the measured planes of {args.input} are unknown (no volsr record in the file, "
+              "no --factor / --measured-planes): the isotropy gap takes its XY reference from ALL planes, "
+              "generated ones included, so an engine that smooths also smooths its own reference",
+              file=sys.stderr)
     result = {}
     if args.reference:
         refs = load_reference(args.reference)
@@ -127,8 +127,10 @@ def cmd_score(args) -> int:
         r = slice_fid(vol, ref, n_crops=args.n_crops, seed=args.seed)
         result.update(r.as_dict())
         result["features"] = ex.describe()
-    sp = axis_spectra(vol, tile=args.tile, n_tiles=args.n_tiles, seed=args.seed)
+    sp = axis_spectra(vol, tile=args.tile, n_tiles=args.n_tiles, seed=args.seed, measured_planes=measured)
     result["isotropy_gap"] = sp.gap
+    result["isotropy_reference"] = f"{sp.reference}, {source}" if measured is not None else sp.reference
+    result["measured_planes"] = None if measured is None else list(measured)
     result.update(crop=args.crop, n_crops=args.n_crops, seed=args.seed, intensity=args.intensity)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -140,8 +142,37 @@ def cmd_score(args) -> int:
             print(f"  {label:<9} {result[key]:10.4f}")
     else:
         print(f"{args.input}: no --reference given, so no SliceFID (pass a folder of HR 2D images)")
-    print(f"isotropy gap {result['isotropy_gap']:.4f} (decades of power, XZ/YZ vs XY; 0 = isotropic)")
+    print(f"isotropy gap {result['isotropy_gap']:.4f} (decades of power, XZ/YZ vs XY; 0 = isotropic; "
+          f"XY reference: {result['isotropy_reference']})")
     return 0
+
+
+def _measured_planes(args, stack, n_planes: int):
+    """(z indices of the measured planes or None, where they came from) for ``volsr score``.
+
+    Order: ``--measured-planes``, then ``--factor`` (planes ``round(i * F)``), then the
+    ``volsr_measured_planes`` record a volsr output carries; None when none says.
+    """
+    from .io import check_measured_planes
+    from .sampling import measured_positions
+
+    given = getattr(args, "measured_planes", None)
+    factor = getattr(args, "factor", None)
+    if given is not None and factor is not None:
+        raise VolsrError("give --measured-planes or --factor, not both")
+    if given is not None:
+        try:
+            return check_measured_planes(given, n_planes), "from --measured-planes"
+        except InputError as err:
+            raise InputError(f"--measured-planes: {err}") from None
+    if factor is not None:
+        planes = tuple(int(i) for i in measured_positions(n_planes, factor))
+        if len(planes) < 2:
+            raise InputError(f"--factor {factor:g} leaves fewer than 2 measured planes in {n_planes} z planes")
+        return planes, f"from --factor {factor:g}"
+    if stack.measured_planes is not None:
+        return stack.measured_planes, "recorded in the file"
+    return None, None
 
 
 # ----------------------------------------------------------------------------- eval
@@ -160,37 +191,66 @@ def _engine_from_spec(spec: str, device: str):
     return create_engine(spec, device=device)
 
 
-def _fit_fresh_engines(engines, vol, args) -> None:
-    """``vol`` (C, Z, Y, X) from :func:`_read_volume`. Untrained learned engines: fit on the HR volume's XY planes (--fit-minutes), or refuse.
+def _fit_settings(engines, args) -> dict | None:
+    """``Engine.fit`` keyword arguments for learned engines given without a model, or refuse.
 
-    XY planes are what every simulated low-res stack keeps at full resolution, so this is
-    the paper's setting (a 2D model trained on HR XY planes) without a separate training run.
+    The fits themselves run inside :func:`volsr.evaluation.evaluate`, without leakage: per
+    factor on the simulated low-res stack's XY planes (3D), on held-out training planes (2D).
     """
-    import numpy as np
+    from .evaluation import needs_fit
 
-    for eng in engines:
-        if not eng.learned or eng.trained:
-            continue
-        if args.fit_minutes is None and args.fit_steps is None:
-            raise VolsrError(
-                f"engine '{eng.name}' has no model: give {eng.name}=model.volsr (see `volsr train`), "
-                "or --fit-minutes M / --fit-steps N to fit it on the XY planes of the HR volume first"
-            )
-        print(f"volsr: fitting '{eng.name}' on the XY planes of {args.input}", file=sys.stderr)
-        eng.fit(np.asarray(vol, dtype=np.float32), steps=args.fit_steps, minutes=args.fit_minutes, seed=args.seed)
+    fresh = [eng.name for eng in engines if needs_fit(eng)]
+    if not fresh:
+        return None
+    if args.fit_minutes is None and args.fit_steps is None:
+        name = fresh[0]
+        raise VolsrError(
+            f"engine '{name}' has no model: give {name}=model.volsr (see `volsr train`), "
+            "or --fit-minutes M / --fit-steps N to fit it here (per factor on the simulated low-res stack)"
+        )
+    if args.fit_steps is not None and int(args.fit_steps) <= 0:
+        raise VolsrError(f"--fit-steps must be a positive number of steps, got {args.fit_steps}")
+    if args.fit_minutes is not None and not float(args.fit_minutes) > 0:
+        raise VolsrError(f"--fit-minutes must be a positive number of minutes, got {args.fit_minutes:g}")
+    return {"steps": args.fit_steps, "minutes": args.fit_minutes, "seed": args.seed}
 
 
 def cmd_eval(args) -> int:
-    """Run the paired-2D and 3D protocols and write CSV, Markdown and PNG files."""
-    from .evaluation import evaluate, markdown_table, paper_tables, write_report
+    """Run the paired-2D and 3D protocols and write CSV, Markdown and PNG files.
+
+    Everything that can be checked from the inputs (shape vs factors and crop, reference
+    images, FID weights, output folder, fit budget) is checked before any fit or restoration.
+    """
+    from .evaluation import (
+        check_extractor,
+        check_report_destination,
+        check_settings,
+        evaluate,
+        markdown_table,
+        needs_fit,
+        paper_tables,
+        write_report,
+    )
+    from .metrics import get_extractor
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise VolsrError(f"--out {out} is a file; give a folder")
+    check_report_destination(out, has_3d="3d" in args.protocols, overwrite=args.overwrite,
+                             figures=not args.no_figures)
     vol = _read_volume(args.input, args.axes)
     engines = [_engine_from_spec(s, args.device) for s in args.engines]
-    _fit_fresh_engines(engines, vol, args)
+    fit = _fit_settings(engines, args)
     reference = load_reference(args.reference) if args.reference else None
+    check_settings(vol.shape, args.factors, protocols=args.protocols, variants=args.variants,
+                   blur_sigma=args.blur_sigma, crop=args.crop, reference=reference, engines=engines, fit=fit)
+    # the FID weights, before minutes of fitting (evaluate() builds the same extractor again; it is cheap)
+    check_extractor(get_extractor(args.features, device=args.device, weights=args.inception_weights,
+                                  n_channels=3 if vol.shape[0] == 3 else 1), args.crop)
+    if fit is not None:
+        names = ", ".join(e.name for e in engines if needs_fit(e))
+        n_fits = len(args.factors) * ("3d" in args.protocols) + ("2d" in args.protocols)
+        budget = f"{args.fit_steps} steps" if args.fit_steps else f"{args.fit_minutes:g} min"
+        print(f"volsr: fitting {names} without leakage: {n_fits} fit(s) of {budget} each — per factor on the "
+              "XY planes of the simulated low-res stack (3D), on held-out training planes (2D)", file=sys.stderr)
     try:
         from .cli import TqdmProgress
 
@@ -203,7 +263,7 @@ def cmd_eval(args) -> int:
             features=args.features, inception_weights=args.inception_weights, crop=args.crop,
             n_crops=args.n_crops, seed=args.seed, device=args.device, progress=progress,
             blur_sigma=args.blur_sigma, axial_sigma=args.axial_sigma, reference=reference,
-            batch_size=args.batch_size, sampling_steps=args.steps,
+            batch_size=args.batch_size, sampling_steps=args.steps, fit=fit,
         )
     finally:
         if progress is not None:
@@ -241,6 +301,11 @@ def add_parsers(subparsers) -> None:
                    help="intensity window: from the reference set for both (default), per set, or per crop")
     p.add_argument("--tile", type=int, default=32, help="tile size (px) for the radial spectra (default 32)")
     p.add_argument("--n-tiles", type=int, default=256, help="tiles per axis for the spectra (default 256)")
+    p.add_argument("--factor", type=float, metavar="F",
+                   help="the stack is a restoration at factor F: measured planes at round(i*F) are the XY "
+                        "reference of the isotropy gap (default: the planes recorded by `volsr infer`)")
+    p.add_argument("--measured-planes", metavar="I,J,...",
+                   help="z indices of the measured planes (e.g. 0,4,8,...), the XY reference of the isotropy gap")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_score)
 
@@ -258,8 +323,10 @@ def add_parsers(subparsers) -> None:
     _common(p)
     p.add_argument("--batch-size", type=int, help="planes per engine call")
     p.add_argument("--steps", type=int, help="sampling steps for diffusion engines (default: the model's)")
-    p.add_argument("--fit-minutes", type=float, help="fit learned engines given without a model for M minutes")
-    p.add_argument("--fit-steps", type=int, help="fit learned engines given without a model for N steps")
+    p.add_argument("--fit-minutes", type=float,
+                   help="fit learned engines given without a model for M minutes per fit (one fit per factor on "
+                        "the simulated low-res stack, one on held-out planes for the 2D protocol)")
+    p.add_argument("--fit-steps", type=int, help="like --fit-minutes, a budget of N steps per fit")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")

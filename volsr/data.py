@@ -29,57 +29,16 @@ import numpy as np
 import torch
 
 from .errors import InputError, VolsrError
+from .io import IMAGE_SUFFIXES, read_image_2d  # noqa: F401  (read_image_2d: re-exported for compatibility)
+from .io import PLAIN_2D_SUFFIXES as _PLAIN_2D_SUFFIXES
 from .normalize import PercentileNormalizer
 
 __all__ = ["PlaneData", "PlaneTriplets", "as_plane_data", "as_triplet_data", "read_image_2d", "DEFAULT_CROP"]
 
 DEFAULT_CROP = 48
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-_PLAIN_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 # -- reading --------------------------------------------------------------------------------
-def read_image_2d(path: str | Path) -> np.ndarray:
-    """Read one 2D image (TIFF/PNG/JPEG/BMP) as a (C, H, W) float32 array.
-
-    Channels-last arrays with 2-4 channels (RGB/RGBA PNGs, RGB TIFFs) are moved to the
-    front; a (C, H, W) TIFF with C <= 8 < min(H, W) is kept as is. The alpha channel of
-    PNG/JPEG/BMP images is dropped (it is transparency, not signal).
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(str(path))
-        else:
-            import skimage.io
-
-            arr = skimage.io.imread(str(path))
-    except Exception as err:  # unreadable image: name the file and the fix
-        raise InputError(f"cannot read image {path}: {err}; is it a valid TIFF/PNG/JPEG file?") from None
-    arr = np.asarray(arr)
-    arr = np.squeeze(arr)
-    if arr.ndim == 2:
-        arr = arr[None]
-    elif arr.ndim == 3:
-        if arr.shape[-1] <= 4 and min(arr.shape[:2]) > 4:
-            arr = np.moveaxis(arr, -1, 0)
-            if suffix in _PLAIN_2D_SUFFIXES and arr.shape[0] in (2, 4):
-                arr = arr[:-1]  # drop alpha (LA / RGBA)
-        elif not (arr.shape[0] <= 8 < min(arr.shape[1:])):
-            raise InputError(
-                f"{path} has shape {arr.shape}, which is not a 2D image (H, W), (H, W, C) or (C, H, W); "
-                "pass volumes as stack files, not in an image folder"
-            )
-    else:
-        raise InputError(f"{path} has shape {arr.shape}; an image folder must hold 2D images only")
-    if np.iscomplexobj(arr) or arr.dtype == bool:
-        arr = arr.astype(np.float32)
-    return arr.astype(np.float32, copy=False)
-
-
 def _read_volume(path: Path) -> np.ndarray:
     from .io import read_stack  # lazy: io pulls optional readers
 

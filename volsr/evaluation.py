@@ -16,16 +16,31 @@ with the fixed window ``[0, 1]`` (clipped), PSNR/SSIM use ``data_range=1``. A se
 given reference set is normalised the same way with its own percentiles.
 
 Every table is long ("tidy"): one row per number, with columns ``protocol, engine,
-variant, factor, metric, axis, rows, value``. ``rows`` is ``restored`` (only the
+variant, factor, metric, axis, rows, value, trained_on``. ``rows`` is ``restored`` (only the
 non-measured rows/planes count) or ``all``; ``axis`` is ``xy``/``xz``/``yz``, or ``mean``
-for SliceFID and ``-`` where it does not apply. The same call with the same arguments
+for SliceFID and ``-`` where it does not apply. ``trained_on`` says what the engine's
+weights saw: ``-`` (no weights), ``given model`` (fitted elsewhere), or the planes it was
+fitted on here. The same call with the same arguments
 (including ``seed``) gives the same numbers, so every number of ``volsr eval`` can be
 re-computed from Python.
+
+Fitting without leakage (``fit=...``): a learned engine given without weights is fitted on
+what a user would have, never on the planes it is scored on. 3D protocol: a separate fit per
+factor on the XY planes of that factor's simulated low-res stack (planes 0, f, 2f, ...).
+Paired 2D protocol: the HR XY planes are split into a training block and a test block with
+a gap between them (:func:`holdout_planes`); the test crops come from the test block only.
+Every fit starts from the same untrained engine (a copy), so factors do not share weights.
+
+Settings are checked before any work (:func:`check_settings`): a crop that does not fit, a
+factor that leaves too few planes, a missing FID weight file or an existing report fail in
+seconds, not after the fits.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +52,14 @@ import torch
 from .engines import create_engine
 from .engines.base import Engine
 from .errors import InputError, OutputError, VolsrError
-from .metrics.features import FeatureExtractor, get_extractor
+from .metrics.features import FeatureExtractor, LowLevelExtractor, get_extractor
 from .metrics.frechet import frechet_distance, gaussian_stats
 from .metrics.paired import paired_metrics, psnr, ssim_planes
 from .metrics.slicefid import crop_features, reference_stats, slice_fid
 from .metrics.slicing import IntensityWindow, as_czyx, as_image_list, sample_image_crops
 from .metrics.spectra import axis_spectra
 from .normalize import PercentileNormalizer
+from .samples import subsample_z  # the one implementation; re-exported here for compatibility
 from .sampling import OutputGrid
 
 __all__ = [
@@ -54,16 +70,22 @@ __all__ = [
     "evaluate",
     "parse_variant",
     "evenly_spaced_rows",
+    "holdout_planes",
+    "check_settings",
+    "check_extractor",
+    "needs_fit",
     "subsample_z",
     "paper_tables",
     "markdown_table",
     "write_report",
+    "check_report_destination",
+    "training_table",
     "plot_fid_bars",
     "plot_spectra",
     "plot_xz_examples",
 ]
 
-COLUMNS = ["protocol", "engine", "variant", "factor", "metric", "axis", "rows", "value"]
+COLUMNS = ["protocol", "engine", "variant", "factor", "metric", "axis", "rows", "value", "trained_on"]
 GROUND_TRUTH = "ground-truth"
 ProgressFn = Callable[[str, int, int], None]
 
@@ -84,18 +106,6 @@ def parse_variant(variant: str, blur_sigma: float = 0.5) -> dict:
         "fusion": "mean" if base == "both" else base,
         "blur_sigma": float(blur_sigma) if suffix else None,
     }
-
-
-def subsample_z(volume_czyx: np.ndarray, factor: int) -> np.ndarray:
-    """Keep every ``factor``-th z plane (planes 0, f, 2f, ...) of a (C, Z, Y, X) volume.
-
-    Plain slicing on purpose: the simulated measured planes must be bit-identical to HR
-    planes, so that "restored only" metrics exclude exactly the copied planes.
-    """
-    f = int(factor)
-    if f < 1:
-        raise VolsrError(f"factor must be an integer >= 1, got {factor!r}")
-    return np.ascontiguousarray(volume_czyx[:, ::f])
 
 
 def evenly_spaced_rows(size: int, factor: float) -> np.ndarray:
@@ -134,6 +144,107 @@ def _check_factors(factors, *, integer: bool) -> list:
     return out
 
 
+def _check_2d(image_hw, factors, crop: int) -> None:
+    h, w = (int(v) for v in image_hw)
+    if int(crop) > min(h, w):
+        raise InputError(f"the FID crop {crop} px does not fit the {h}x{w} px XY planes; use --crop <= {min(h, w)}")
+    for f in factors:
+        evenly_spaced_rows(crop, f)
+
+
+def _check_3d(czyx_shape, factors, crop: int, spectra_tile) -> None:
+    _, z, y, x = (int(v) for v in czyx_shape)
+    if int(crop) > min(y, x):
+        raise InputError(f"the FID crop {crop} px does not fit the {y}x{x} px XY planes; use --crop <= {min(y, x)}")
+    for f in factors:
+        z_lr = -(-z // f)
+        if z_lr < 2:
+            raise InputError(f"factor {f} leaves fewer than 2 planes of the {z}-plane volume")
+        n_out = (z_lr - 1) * f + 1
+        if n_out < crop:
+            raise InputError(
+                f"at factor {f} the restored volume has {n_out} z planes, fewer than the FID crop "
+                f"{crop}; use a smaller crop (e.g. --crop {n_out - n_out % 8 or n_out}) or a deeper volume"
+            )
+        if spectra_tile is not None and not 8 <= int(spectra_tile) <= min(n_out, y, x):
+            raise InputError(
+                f"the spectra tile {spectra_tile} px must be >= 8 and fit the {n_out} z planes restored at "
+                f"factor {f} and the {y}x{x} px XY planes"
+            )
+
+
+def check_settings(
+    hr_shape,
+    factors=(2, 4, 8),
+    *,
+    protocols=("2d", "3d"),
+    variants=("both",),
+    blur_sigma: float = 0.5,
+    crop: int = 48,
+    spectra_tile: int | None = 32,
+    reference=None,
+    engines=(),
+    fit: dict | None = None,
+) -> None:
+    """Check every setting that can be checked from the inputs, before any fit or restoration.
+
+    Parameters
+    ----------
+    hr_shape : (Z, Y, X) or (C, Z, Y, X)
+        Shape of the isotropic HR volume.
+    factors, protocols, variants, blur_sigma, crop, spectra_tile
+        As for :func:`evaluate`.
+    reference : list of (C, H, W) images, optional
+        The FID reference set (the crop must fit every image; channels must match).
+    engines : Engine objects
+        Checked for a fit that would be needed (``fit`` given: a budget; 2D: a train/test split).
+    fit : dict, optional
+        Keyword arguments of ``Engine.fit`` (``steps``, ``minutes``, ``seed``, ...).
+
+    Raises
+    ------
+    VolsrError
+        Naming the setting and a fix. The feature extractor (FID weights) and the output
+        folder are checked by :func:`evaluate` and :func:`check_report_destination`.
+    """
+    shape = tuple(int(v) for v in hr_shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if len(shape) != 4:
+        raise InputError(f"the HR volume must be (Z, Y, X) or (C, Z, Y, X), got shape {tuple(hr_shape)}")
+    protocols = list(protocols)
+    bad = [p for p in protocols if p not in ("2d", "3d")]
+    if bad or not protocols:
+        raise VolsrError(f"protocols must be a non-empty subset of ('2d', '3d'), got {protocols}")
+    crop = int(crop)
+    if crop < 8:
+        raise VolsrError(f"the FID crop must be >= 8 px, got {crop}")
+    fs = _check_factors(factors, integer="3d" in protocols)
+    if "2d" in protocols:
+        _check_2d(shape[2:], fs, crop)
+    if "3d" in protocols:
+        for v in variants:
+            parse_variant(v, blur_sigma)
+        _check_3d(shape, fs, crop, spectra_tile)
+    if reference is not None:
+        for i, im in enumerate(reference):
+            if im.shape[0] != shape[0]:
+                raise InputError(f"the HR volume has {shape[0]} channel(s) but the reference images have {im.shape[0]}")
+            if crop > min(im.shape[1:]):
+                raise InputError(
+                    f"the FID crop {crop} px does not fit reference image {i} ({im.shape[1]}x{im.shape[2]} px); "
+                    f"use --crop <= {min(im.shape[1:])} or larger reference images"
+                )
+    if fit is not None and any(needs_fit(e) for e in engines):
+        steps, minutes = fit.get("steps"), fit.get("minutes")
+        if steps is None and minutes is None:
+            raise VolsrError("a fit needs a budget: give fit={'steps': N} or {'minutes': M} (--fit-steps/--fit-minutes)")
+        if (steps is not None and int(steps) <= 0) or (minutes is not None and not float(minutes) > 0):
+            raise VolsrError(f"the fit budget must be positive, got steps={steps}, minutes={minutes}")
+        if "2d" in protocols:
+            holdout_planes(shape[1])
+
+
 def _engines(engines, device) -> list[Engine]:
     if isinstance(engines, (str, Engine)):
         engines = [engines]
@@ -146,10 +257,26 @@ def _engines(engines, device) -> list[Engine]:
     return out
 
 
-def _extractor(features, extractor, n_channels, device, weights) -> FeatureExtractor:
-    if extractor is not None:
-        return extractor
-    return get_extractor(features, device=device, weights=weights, n_channels=3 if n_channels == 3 else 1)
+def _extractor(features, extractor, n_channels, device, weights, crop: int | None = None) -> FeatureExtractor:
+    ex = extractor if extractor is not None else get_extractor(
+        features, device=device, weights=weights, n_channels=3 if n_channels == 3 else 1)
+    if crop is not None:
+        check_extractor(ex, crop)
+    return ex
+
+
+def check_extractor(extractor: FeatureExtractor, crop: int) -> None:
+    """Refuse a FID crop smaller than the feature extractor can take (before any work)."""
+    if isinstance(extractor, LowLevelExtractor) and int(crop) < extractor.min_size:
+        raise VolsrError(
+            f"lowlevel features need crops of at least {extractor.min_size} px per side, got --crop {crop}; "
+            "use a larger --crop"
+        )
+
+
+def needs_fit(eng: Engine) -> bool:
+    """A learned engine without weights must be fitted before it can be scored."""
+    return eng.capabilities.learned and not eng.trained
 
 
 def _sampling_kwargs(eng: Engine, sampling_steps: int | None) -> dict:
@@ -157,8 +284,54 @@ def _sampling_kwargs(eng: Engine, sampling_steps: int | None) -> dict:
     return {"sampling_steps": int(sampling_steps)} if sampling_steps is not None and "sampling_steps" in eng.capabilities.options else {}
 
 
-def _row(protocol, engine, variant, factor, metric, axis, rows, value) -> dict:
-    return dict(zip(COLUMNS, (protocol, engine, variant, factor, metric, axis, rows, float(value))))
+def _trained_on(eng: Engine) -> str:
+    return "given model" if eng.capabilities.learned else "-"
+
+
+def _fitted(eng: Engine, data, fit: dict | None, label: str) -> tuple[Engine, str]:
+    """``(engine to score, what trained it)``: an unfitted learned engine is fitted on ``data``
+    as a copy (the original stays unfitted, so the next factor starts from the same weights)."""
+    if fit is None or not needs_fit(eng):
+        return eng, _trained_on(eng)
+    fitted = copy.deepcopy(eng)
+    fitted.fit(data, **fit)
+    return fitted, label
+
+
+def _plane_list(idx) -> str:
+    idx = [int(i) for i in idx]
+    if len(idx) > 4 and all(b - a == idx[1] - idx[0] for a, b in zip(idx, idx[1:])):
+        return f"{idx[0]}, {idx[1]}, ..., {idx[-1]}"
+    return ", ".join(map(str, idx))
+
+
+def holdout_planes(n_planes: int, *, test_fraction: float = 0.5, gap: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` z indices for the paired 2D protocol when engines are fitted here.
+
+    The test block is the last ``round(test_fraction * n_planes)`` XY planes; the training
+    block is the planes before it, minus ``gap`` planes next to the test block (neighbouring
+    planes of an isotropic volume are nearly the same image, so a memorising engine would
+    otherwise still see its test images).
+
+    Examples
+    --------
+    >>> tr, te = holdout_planes(40)
+    >>> (tr[0], tr[-1], te[0], te[-1])
+    (0, 17, 20, 39)
+    """
+    n = int(n_planes)
+    n_test = int(round(float(test_fraction) * n))
+    n_train = n - n_test - int(gap)
+    if n_test < 1 or n_train < 1:
+        raise InputError(
+            f"a volume of {n} XY planes cannot be split into training and test planes (test fraction "
+            f"{test_fraction:g}, gap {gap}); use a deeper volume or give trained models (name=model.volsr)"
+        )
+    return np.arange(n_train), np.arange(n - n_test, n)
+
+
+def _row(protocol, engine, variant, factor, metric, axis, rows, value, trained_on="-") -> dict:
+    return dict(zip(COLUMNS, (protocol, engine, variant, factor, metric, axis, rows, float(value), trained_on)))
 
 
 def _normalise_images(images: list[np.ndarray], pmin: float, pmax: float) -> list[np.ndarray]:
@@ -207,6 +380,9 @@ def paired_2d(
     pmin: float = 0.1,
     pmax: float = 99.9,
     sampling_steps: int | None = None,
+    fit: dict | None = None,
+    fit_images=None,
+    fit_label: str = "the given fit_images",
     progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Paper Table 1: restore HR 2D crops from evenly spaced rows; FID, SSIM, PSNR.
@@ -227,6 +403,14 @@ def paired_2d(
         For PSNR/SSIM, in normalised units (1.0 = the percentile window).
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: each model's own).
+    fit : dict, optional
+        ``Engine.fit`` keyword arguments (``steps``/``minutes``/``seed``): learned engines
+        without weights are fitted (one copy, once) on ``fit_images``, which must be images
+        held apart from ``images`` (e.g. :func:`holdout_planes`). None: engines as given.
+    fit_images : 2D image set, optional
+        Training images for ``fit`` (normalised with their own percentiles).
+    fit_label : str
+        What ``fit_images`` are, for the ``trained_on`` column.
 
     Returns
     -------
@@ -235,9 +419,19 @@ def paired_2d(
     """
     imgs = _normalise_images(as_image_list(images, "images"), pmin, pmax)
     factors = _check_factors(factors, integer=False)
+    for im in imgs:
+        _check_2d(im.shape[1:], factors, crop)
     engs = _engines(engines, device)
+    if fit is not None and any(needs_fit(e) for e in engs):
+        if fit_images is None:
+            raise VolsrError("fitting for the paired 2D protocol needs fit_images held apart from the test images")
+        train = _normalise_images(as_image_list(fit_images, "fit_images"), pmin, pmax)
+        train_stack = np.stack(train, axis=1)  # (C, N, H, W): the training planes as a stack
+        engs_labels = [_fitted(e, train_stack, fit, fit_label) for e in engs]
+    else:
+        engs_labels = [(e, _trained_on(e)) for e in engs]
     c = imgs[0].shape[0]
-    ex = _extractor(features, extractor, c, device, inception_weights)
+    ex = _extractor(features, extractor, c, device, inception_weights, crop)
     window = IntensityWindow.fixed(0.0, 1.0, c)
     hr = sample_image_crops(imgs, crop, n_crops, np.random.default_rng([seed, 100]))
     mu_hr, sigma_hr = gaussian_stats(crop_features(hr, ex, window))
@@ -246,7 +440,7 @@ def paired_2d(
     for f in factors:
         known = evenly_spaced_rows(crop, f)
         masked = hr * known[None, None, :, None]
-        for eng in engs:
+        for eng, trained_on in engs_labels:
             out = np.empty_like(hr)
             kt = torch.from_numpy(known)
             for i in range(0, len(hr), batch_size):
@@ -255,13 +449,14 @@ def paired_2d(
                     out[i : i + batch_size] = eng.restore(
                         planes, kt.to(eng.device), **_sampling_kwargs(eng, sampling_steps)).float().cpu().numpy()
             mu, sigma = gaussian_stats(crop_features(out, ex, window))
-            rows.append(_row("2d", eng.name, "-", f, "fid", "xy", "all", frechet_distance(mu_hr, sigma_hr, mu, sigma)))
+            rows.append(_row("2d", eng.name, "-", f, "fid", "xy", "all", frechet_distance(mu_hr, sigma_hr, mu, sigma),
+                             trained_on))
             for rname, rmask in (("restored", ~known), ("all", None)):
                 vox = None if rmask is None else rmask[None, None, :, None]
                 rows.append(_row("2d", eng.name, "-", f, "ssim", "xy", rname,
-                                 ssim_planes(out, hr, data_range=data_range, row_mask=rmask)))
+                                 ssim_planes(out, hr, data_range=data_range, row_mask=rmask), trained_on))
                 rows.append(_row("2d", eng.name, "-", f, "psnr", "xy", rname,
-                                 psnr(out, hr, data_range=data_range, mask=vox)))
+                                 psnr(out, hr, data_range=data_range, mask=vox), trained_on))
             done += 1
             if progress is not None:
                 progress("2d", done, total)
@@ -293,6 +488,7 @@ def volume_3d(
     include_ground_truth: bool = True,
     pmin: float = 0.1,
     pmax: float = 99.9,
+    fit: dict | None = None,
     progress: ProgressFn | None = None,
 ) -> EvalResult:
     """Paper Tables 2-4: simulate a low-res stack, restore, score every axis.
@@ -317,12 +513,19 @@ def volume_3d(
         FID settings (see :mod:`volsr.metrics.slicefid`); ``crop`` must fit the restored
         z extent.
     spectra_tile, n_tiles
-        Isotropy gap settings (see :mod:`volsr.metrics.spectra`).
+        Isotropy gap settings (see :mod:`volsr.metrics.spectra`). The gap's XY reference is
+        the measured planes of each factor (planes 0, f, 2f, ... of the output), never the
+        engine's generated planes; the ground truth is scored against the same planes.
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: each model's own).
     include_ground_truth : bool
         Also score the HR volume itself (engine ``ground-truth``, per factor on the same
         planes), the floor every engine is measured against.
+    fit : dict, optional
+        ``Engine.fit`` keyword arguments (``steps``/``minutes``/``seed``): learned engines
+        without weights are fitted per factor, each time from the same untrained copy, on
+        the XY planes of that factor's simulated low-res stack only (what a user has).
+        None: engines are used as given.
 
     Returns
     -------
@@ -336,9 +539,10 @@ def volume_3d(
     hr = as_czyx(hr_volume, "hr_volume")
     factors = _check_factors(factors, integer=True)
     variants = list(variants)
-    for v in variants:
-        parse_variant(v, blur_sigma)
     engs = _engines(engines, device)
+    ref_given = None if reference is None else as_image_list(reference)
+    check_settings(hr.shape, factors, protocols=("3d",), variants=variants, blur_sigma=blur_sigma, crop=crop,
+                   spectra_tile=spectra_tile, reference=ref_given, engines=engs, fit=fit)
     c = hr.shape[0]
     norm = PercentileNormalizer(pmin, pmax).fit(hr)
     hrn = norm.forward(hr)
@@ -352,39 +556,29 @@ def volume_3d(
     if reference is None:
         ref_images = list(np.moveaxis(hrn, 1, 0))
     else:
-        ref_images = _normalise_images(as_image_list(reference), pmin, pmax)
-    ex = _extractor(features, extractor, c, device, inception_weights)
+        ref_images = _normalise_images(ref_given, pmin, pmax)
+    ex = _extractor(features, extractor, c, device, inception_weights, crop)
     ref = reference_stats(ref_images, extractor=ex, crop=crop, n_crops=n_crops, seed=seed, intensity=(0.0, 1.0))
     fid_kw = dict(n_crops=n_crops, seed=seed)
     sp_kw = dict(tile=spectra_tile, n_tiles=n_tiles, seed=seed)
 
     rows, spec_rows, examples = [], [], {}
 
-    def score(name, variant, f, vol, truth=None, known=None):
+    def score(name, variant, f, vol, truth=None, known=None, measured=None, trained_on="-"):
         r = slice_fid(vol, ref, **fid_kw)
         for axis, val in (("xy", r.fid_xy), ("xz", r.fid_xz), ("yz", r.fid_yz)):
-            rows.append(_row("3d", name, variant, f, "fid", axis, "all", val))
-        rows.append(_row("3d", name, variant, f, "slice_fid", "mean", "all", r.slice_fid))
+            rows.append(_row("3d", name, variant, f, "fid", axis, "all", val, trained_on))
+        rows.append(_row("3d", name, variant, f, "slice_fid", "mean", "all", r.slice_fid, trained_on))
         if truth is not None:
             for m in paired_metrics(vol, truth, known, data_range=data_range):
-                rows.append(_row("3d", name, variant, f, "psnr", m["axis"], m["rows"], m["psnr"]))
-                rows.append(_row("3d", name, variant, f, "ssim", m["axis"], m["rows"], m["ssim"]))
-        sp = axis_spectra(vol, **sp_kw)
-        rows.append(_row("3d", name, variant, f, "isotropy_gap", "-", "all", sp.gap))
+                rows.append(_row("3d", name, variant, f, "psnr", m["axis"], m["rows"], m["psnr"], trained_on))
+                rows.append(_row("3d", name, variant, f, "ssim", m["axis"], m["rows"], m["ssim"], trained_on))
+        sp = axis_spectra(vol, measured_planes=measured, **sp_kw)  # XY reference: the measured planes
+        rows.append(_row("3d", name, variant, f, "isotropy_gap", "-", "all", sp.gap, trained_on))
         for d in sp.to_rows():
             spec_rows.append({"engine": name, "variant": variant, "factor": f, **d})
         examples[(name, variant, f)] = np.asarray(vol[0, :, vol.shape[2] // 2, :], dtype=np.float32).copy()
 
-    for f in factors:  # fail before any work when a factor cannot be evaluated
-        z_lr = -(-hr.shape[1] // f)
-        if z_lr < 2:
-            raise InputError(f"factor {f} leaves fewer than 2 planes of the {hr.shape[1]}-plane volume")
-        n_out = (z_lr - 1) * f + 1
-        if n_out < crop:
-            raise InputError(
-                f"at factor {f} the restored volume has {n_out} z planes, fewer than the FID crop "
-                f"{crop}; use a smaller crop (e.g. --crop {n_out - n_out % 8 or n_out}) or a deeper volume"
-            )
     total = len(factors) * (len(engs) * len(variants) + int(include_ground_truth))
     done = 0
     for f in factors:
@@ -392,15 +586,19 @@ def volume_3d(
         grid = OutputGrid(lr.shape[1], f)
         truth = hrn[:, : grid.n_out]
         if include_ground_truth:
-            score(GROUND_TRUTH, "-", f, truth)
+            score(GROUND_TRUTH, "-", f, truth, measured=grid.positions)
             done += 1
             if progress is not None:
                 progress("3d", done, total)
-        for eng in engs:
+        label = (f"XY planes {_plane_list(range(0, hr.shape[1], f))} ({lr.shape[1]} planes) "
+                 f"of the simulated {f}x stack")
+        for eng0 in engs:
+            eng, trained_on = _fitted(eng0, lr, fit, label)  # per factor: only the planes a user would have
             for v in variants:
                 kw = parse_variant(v, blur_sigma)
-                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw, **_sampling_kwargs(eng, sampling_steps)).data
-                score(eng.name, v, f, out, truth, grid.known_mask)
+                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw,
+                                     **_sampling_kwargs(eng, sampling_steps)).data
+                score(eng.name, v, f, out, truth, grid.known_mask, measured=grid.positions, trained_on=trained_on)
                 done += 1
                 if progress is not None:
                     progress("3d", done, total)
@@ -409,6 +607,7 @@ def volume_3d(
         "data_range": float(data_range), "axial_sigma": axial_sigma, "blur_sigma": float(blur_sigma),
         "spectra_tile": spectra_tile, "n_tiles": n_tiles, "hr_shape": list(hr.shape),
         "reference": "XY planes of the HR volume" if reference is None else f"{len(ref_images)} given images",
+        "isotropy_reference": "XY tiles from the measured planes of each factor (ground truth: the same planes)",
     }
     return EvalResult(pd.DataFrame(rows, columns=COLUMNS), pd.DataFrame(spec_rows), examples, meta)
 
@@ -427,6 +626,7 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     sampling_steps: int | None = None,
+    fit: dict | None = None,
     progress: ProgressFn | None = None,
     **kwargs,
 ) -> EvalResult:
@@ -435,25 +635,47 @@ def evaluate(
     The paired 2D protocol uses the XY planes of ``hr_volume`` as its HR images; the 3D
     protocol simulates low-res stacks from it. Extra keyword arguments go to
     :func:`volume_3d`. Returns one :class:`EvalResult` whose table holds both protocols.
+
+    Every setting is checked (:func:`check_settings`, then the feature extractor) before
+    any fit or restoration. With ``fit`` (``Engine.fit`` keyword arguments), learned engines
+    given without weights are fitted without leakage (see the module docstring): per factor
+    on the simulated low-res stack for 3D; for 2D on the training block of
+    :func:`holdout_planes`, and then *every* engine's 2D test crops come from the test
+    block only (``meta['paired_2d_test_planes']``).
     """
     protocols = list(protocols)
-    bad = [p for p in protocols if p not in ("2d", "3d")]
-    if bad or not protocols:
-        raise VolsrError(f"protocols must be a non-empty subset of ('2d', '3d'), got {protocols}")
     hr = as_czyx(hr_volume, "hr_volume")
-    ex = get_extractor(features, device=device, weights=inception_weights, n_channels=3 if hr.shape[0] == 3 else 1)
+    engs = _engines(engines, device)
+    reference = kwargs.get("reference")
+    ref_images = None if reference is None else as_image_list(reference)
+    check_settings(hr.shape, factors, protocols=protocols, variants=variants, blur_sigma=kwargs.get("blur_sigma", 0.5),
+                   crop=crop, spectra_tile=kwargs.get("spectra_tile", 32), reference=ref_images, engines=engs, fit=fit)
+    ex = _extractor(features, None, hr.shape[0], device, inception_weights, crop)
     tables, result = [], EvalResult(pd.DataFrame(columns=COLUMNS))
+    meta2d = {}
     if "2d" in protocols:
-        tables.append(paired_2d(np.moveaxis(hr, 1, 0), engines, factors, crop=crop, n_crops=n_crops,
+        planes = np.moveaxis(hr, 1, 0)
+        fit_kw = {}
+        if fit is not None and any(needs_fit(e) for e in engs):
+            train, test = holdout_planes(hr.shape[1])
+            fit_kw = dict(fit=fit, fit_images=planes[train],
+                          fit_label=f"HR XY planes {train[0]}-{train[-1]} ({len(train)} planes; "
+                                    f"2D test planes {test[0]}-{test[-1]})")
+            planes = planes[test]
+            meta2d["paired_2d_test_planes"] = f"{test[0]}-{test[-1]} (training planes {train[0]}-{train[-1]})"
+        else:
+            meta2d["paired_2d_test_planes"] = f"all ({hr.shape[1]})"
+        tables.append(paired_2d(planes, engs, factors, crop=crop, n_crops=n_crops,
                                 extractor=ex, seed=seed, device=device, sampling_steps=sampling_steps,
-                                progress=progress))
+                                progress=progress, **fit_kw))
     if "3d" in protocols:
-        result = volume_3d(hr, engines, factors, variants=variants, extractor=ex, crop=crop, n_crops=n_crops,
-                           seed=seed, device=device, sampling_steps=sampling_steps, progress=progress, **kwargs)
+        result = volume_3d(hr, engs, factors, variants=variants, extractor=ex, crop=crop, n_crops=n_crops,
+                           seed=seed, device=device, sampling_steps=sampling_steps, fit=fit, progress=progress,
+                           **kwargs)
         tables.append(result.table)
     result.table = pd.concat(tables, ignore_index=True)
     result.meta = {**result.meta, "features": ex.describe(), "crop": int(crop), "n_crops": int(n_crops),
-                   "seed": int(seed), "protocols": protocols}
+                   "seed": int(seed), "protocols": protocols, **meta2d}
     return result
 
 
@@ -625,17 +847,31 @@ def plot_xz_examples(examples: dict, path) -> Path:
     return path
 
 
-def write_report(result: EvalResult, out_dir, *, overwrite: bool = False, figures: bool = True) -> dict[str, Path]:
-    """Write ``results.csv`` (long table), ``spectra.csv``, ``tables.md`` and PNG figures.
+def training_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per learned model and protocol/factor: what its weights were trained on."""
+    if "trained_on" not in table.columns:
+        return pd.DataFrame()
+    t = table[table["trained_on"] != "-"]
+    t = t[["engine", "protocol", "factor", "trained_on"]].drop_duplicates()
+    return t.set_index("engine")
 
-    Returns the written paths by name. Refuses to overwrite existing files unless
-    ``overwrite``.
+
+def check_report_destination(out_dir, *, has_3d: bool = True, overwrite: bool = False,
+                             figures: bool = True) -> dict[str, Path]:
+    """The report files :func:`write_report` would write; refuse before any work when they cannot be.
+
+    Raises :class:`volsr.errors.OutputError` when ``out_dir`` is a file or a report file
+    exists (without ``overwrite``), :class:`volsr.errors.VolsrError` when figures are asked
+    for without matplotlib.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a folder")
+    parent = next((p for p in (out, *out.parents) if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot create or write the report folder {out}: {parent} is not writable")
     paths = {"results": out / "results.csv", "tables": out / "tables.md"}
-    has3d = not result.spectra.empty
-    if has3d:
+    if has_3d:
         paths["spectra"] = out / "spectra.csv"
         if figures:
             paths.update(fid_bars=out / "fid_per_axis.png", spectra_png=out / "radial_spectra.png",
@@ -643,6 +879,25 @@ def write_report(result: EvalResult, out_dir, *, overwrite: bool = False, figure
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise OutputError(f"{', '.join(existing)} exist(s); pass --overwrite or choose another --out folder")
+    if has_3d and figures:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise VolsrError("figures need matplotlib: pip install 'volsr[metrics]' (or pass --no-figures)") from None
+    return paths
+
+
+def write_report(result: EvalResult, out_dir, *, overwrite: bool = False, figures: bool = True) -> dict[str, Path]:
+    """Write ``results.csv`` (long table), ``spectra.csv``, ``tables.md`` and PNG figures.
+
+    ``tables.md`` ends with what trained each learned model (the ``trained_on`` column).
+
+    Returns the written paths by name. Refuses to overwrite existing files unless
+    ``overwrite``.
+    """
+    has3d = not result.spectra.empty
+    paths = check_report_destination(out_dir, has_3d=has3d, overwrite=overwrite, figures=figures)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     result.table.to_csv(paths["results"], index=False)
     md = ["# volsr evaluation\n"]
     meta = ", ".join(f"{k}={v}" for k, v in result.meta.items())
@@ -653,6 +908,10 @@ def write_report(result: EvalResult, out_dir, *, overwrite: bool = False, figure
     for key, df in paper_tables(result.table).items():
         md.append(f"\n## {_TITLES[key]}\n\n")
         md.append(markdown_table(df, digits=2 if key in ("fid_3d",) else 3))
+    trained = training_table(result.table)
+    if not trained.empty:
+        md.append("\n## What trained each learned model\n\n")
+        md.append(markdown_table(trained, index_name="engine"))
     paths["tables"].write_text("".join(md))
     if has3d:
         result.spectra.to_csv(paths["spectra"], index=False)

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import uuid
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,10 @@ import numpy as np
 from .axes import canonical_shape, default_axes, from_canonical, parse_axes, to_canonical
 from .errors import InputError, OutputError, VolsrError
 
-__all__ = ["Stack", "read_stack", "write_stack", "SUPPORTED_EXTENSIONS", "normalize_unit", "from_canonical", "to_canonical"]
+__all__ = [
+    "Stack", "read_stack", "write_stack", "read_image_2d", "check_measured_planes", "SUPPORTED_EXTENSIONS", "IMAGE_SUFFIXES",
+    "normalize_unit", "from_canonical", "to_canonical",
+]
 
 TIFF_EXTENSIONS = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
@@ -44,11 +48,21 @@ NUMPY_EXTENSIONS = (".npy",)
 SUPPORTED_EXTENSIONS = TIFF_EXTENSIONS + NIFTI_EXTENSIONS + NUMPY_EXTENSIONS
 """File name endings volsr reads and writes (matched case-insensitively, longest first)."""
 
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+"""File name endings of 2D images (:func:`read_image_2d`; folders of training/reference images)."""
+PLAIN_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+"""2D image formats whose 2nd/4th channel is alpha (LA / RGBA), which :func:`read_image_2d` drops."""
+
 AXES_ANNOTATION_KEY = "volsr_axes"
 """OME MapAnnotation key under which :func:`write_stack` records the full axes string.
 
 OME readers squeeze size-1 axes; the annotation lets volsr give back exactly the axes a file
 was written with (e.g. ``TZCYX`` with T=1), while other software still sees plain OME."""
+
+MEASURED_PLANES_KEY = "volsr_measured_planes"
+"""OME MapAnnotation key under which :func:`write_stack` records, for a restored stack, the
+output z indices of the measured planes (comma-separated, e.g. ``0,4,8``). No-reference
+scores (``volsr score``'s isotropy gap) take their XY reference from these planes only."""
 
 # Length units, in metres, for OME PhysicalSize*Unit conversion.
 _UNIT_METRES = {
@@ -161,6 +175,10 @@ class Stack:
         Length unit of ``spacing`` (e.g. 'µm'); None when unknown.
     path : pathlib.Path or None
         The file it came from, if any.
+    measured_planes : tuple of int or None
+        For a restored stack written by volsr: the z indices (output grid) of the measured
+        planes, as recorded by ``write_stack(..., measured_planes=...)``; None when the file
+        does not say (any other file).
     """
 
     data: np.ndarray
@@ -168,6 +186,7 @@ class Stack:
     spacing: tuple = (None, None, None)
     unit: str | None = None
     path: Path | None = None
+    measured_planes: tuple | None = None
 
     def __post_init__(self):
         self.data = _check_array(self.data, "the stack")
@@ -176,6 +195,8 @@ class Stack:
         self.unit = normalize_unit(self.unit)
         if self.path is not None:
             self.path = Path(self.path)
+        if self.measured_planes is not None:
+            self.measured_planes = check_measured_planes(self.measured_planes, self.shape_czyx[1])
 
     def canonical(self) -> np.ndarray:
         """The data as (C, Z, Y, X) (a view when possible); raises InputError for T > 1."""
@@ -258,8 +279,9 @@ def read_stack(path, axes: str | None = None) -> Stack:
             f"{p.name}: unsupported file type; volsr reads {', '.join(SUPPORTED_EXTENSIONS)} — "
             "convert the stack to TIFF (e.g. File > Save As > Tiff in Fiji)"
         )
+    measured = None
     if ext in TIFF_EXTENSIONS:
-        data, file_axes, spacing, unit = _read_tiff(p)
+        data, file_axes, spacing, unit, measured = _read_tiff(p)
     elif ext in NIFTI_EXTENSIONS:
         data, file_axes, spacing, unit = _read_nifti(p)
     else:
@@ -277,7 +299,13 @@ def read_stack(path, axes: str | None = None) -> Stack:
                 f"{p.name} holds a {data.ndim}-dimensional array (shape {data.shape}) without axes; "
                 "pass --axes with one letter per dimension, e.g. TZCYX"
             )
-    return Stack(data=data, axes=file_axes, spacing=spacing, unit=unit, path=p)
+    stack = Stack(data=data, axes=file_axes, spacing=spacing, unit=unit, path=p)
+    if measured is not None:
+        try:  # a stale or damaged record (e.g. the file was cropped elsewhere) is dropped, not fatal
+            stack.measured_planes = check_measured_planes(measured, stack.shape_czyx[1])
+        except (InputError, ValueError):
+            logging.getLogger(__name__).warning("%s: ignoring an invalid measured-planes record", p.name)
+    return stack
 
 
 def _read_npy(p: Path):
@@ -358,9 +386,9 @@ def _read_tiff(p: Path):
             _check_complete(p, series)
             data = series.asarray()
             file_axes = series.axes
-            spacing, unit, written_axes = (None, None, None), None, None
+            spacing, unit, written_axes, measured = (None, None, None), None, None, None
             if tf.is_ome and tf.ome_metadata:
-                spacing, unit, written_axes = _ome_metadata(tf.ome_metadata)
+                spacing, unit, written_axes, measured = _ome_metadata(tf.ome_metadata)
             elif tf.is_imagej:
                 spacing, unit = _imagej_spacing(tf.imagej_metadata or {}, series.pages[0])
     except VolsrError:
@@ -379,7 +407,7 @@ def _read_tiff(p: Path):
         )
     data, file_axes = _restore_written_axes(data, file_axes, written_axes)
     data, file_axes = _resolve_tiff_axes(p, data, file_axes)
-    return data, file_axes, spacing, unit
+    return data, file_axes, spacing, unit, measured
 
 
 def _check_complete(p: Path, series) -> None:
@@ -462,7 +490,7 @@ def _resolve_tiff_axes(p: Path, data: np.ndarray, file_axes: str):
 
 
 def _ome_metadata(xml: str):
-    """(spacing (z, y, x), unit, volsr axes annotation) from OME-XML; first Image only."""
+    """(spacing (z, y, x), unit, volsr axes annotation, measured-planes text) from OME-XML; first Image only."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
@@ -472,13 +500,15 @@ def _ome_metadata(xml: str):
         if el.tag.rsplit("}", 1)[-1] == "Pixels":
             pixels = el
             break
-    written_axes = None
+    written_axes = measured = None
     for el in root.iter():
-        if el.tag.rsplit("}", 1)[-1] == "M" and el.get("K") == AXES_ANNOTATION_KEY:
-            written_axes = (el.text or "").strip() or None
-            break
+        if el.tag.rsplit("}", 1)[-1] == "M":
+            if el.get("K") == AXES_ANNOTATION_KEY and written_axes is None:
+                written_axes = (el.text or "").strip() or None
+            elif el.get("K") == MEASURED_PLANES_KEY and measured is None:
+                measured = (el.text or "").strip() or None
     if pixels is None:
-        return (None, None, None), None, written_axes
+        return (None, None, None), None, written_axes, measured
     values, units = {}, {}
     for a in "XYZ":
         values[a] = _clean_spacing(pixels.get(f"PhysicalSize{a}"))
@@ -493,7 +523,32 @@ def _ome_metadata(xml: str):
             values[a] = None  # e.g. 'pixel' vs µm: not comparable
     if all(v is None for v in values.values()):
         ref = None
-    return (values["Z"], values["Y"], values["X"]), ref, written_axes
+    return (values["Z"], values["Y"], values["X"]), ref, written_axes, measured
+
+
+def check_measured_planes(planes, n_planes: int | None = None) -> tuple[int, ...]:
+    """Validate measured-plane z indices: ints, strictly increasing, >= 0 and < ``n_planes``.
+
+    Accepts a sequence of integers or a comma-separated string (``"0,4,8"``, the stored
+    form). Returns a tuple of ints.
+    """
+    if isinstance(planes, str):
+        items = [t.strip() for t in planes.split(",") if t.strip()]
+    else:
+        items = list(np.asarray(planes).ravel().tolist())
+    try:
+        vals = [int(v) for v in items]
+    except (TypeError, ValueError):
+        raise InputError(f"measured planes must be integer z indices, e.g. 0,4,8; got {planes!r}") from None
+    if any(float(a) != b for a, b in zip(items, vals) if not isinstance(a, str)):
+        raise InputError(f"measured planes must be integer z indices, got {planes!r}")
+    if not vals:
+        raise InputError("measured planes: give at least one z index")
+    if vals[0] < 0 or any(b <= a for a, b in zip(vals, vals[1:])):
+        raise InputError(f"measured planes must be increasing z indices >= 0, got {planes!r}")
+    if n_planes is not None and vals[-1] >= int(n_planes):
+        raise InputError(f"measured plane {vals[-1]} is outside a stack of {n_planes} z planes")
+    return tuple(vals)
 
 
 def _imagej_spacing(meta: dict, page):
@@ -523,6 +578,63 @@ def _imagej_spacing(meta: dict, page):
 
 
 # ---------------------------------------------------------------------------------------------
+# 2D images
+# ---------------------------------------------------------------------------------------------
+def read_image_2d(path) -> np.ndarray:
+    """Read one 2D image (TIFF/PNG/JPEG/BMP) as a (C, H, W) float32 array.
+
+    The one 2D image reader of volsr (training folders, FID reference folders, napari).
+
+    Rules
+    -----
+    * (H, W) -> (1, H, W). Size-1 axes are squeezed first.
+    * Channels-last arrays with 2-4 channels and both sides > 4 px (RGB/RGBA PNGs, RGB
+      TIFFs) are moved to the front.
+    * Alpha: for PNG/JPEG/BMP files a 2-channel (LA) or 4-channel (RGBA) image loses its
+      last channel (transparency, not signal) -> 1 or 3 channels. TIFF channels are all
+      kept (a 4-channel TIFF is usually 4 fluorescence channels, not RGBA).
+    * A (C, H, W) TIFF with ``C <= 8 < min(H, W)`` is kept as is; other 3D shapes and
+      anything with more dimensions are refused (read stacks with :func:`read_stack`).
+
+    Raises
+    ------
+    InputError
+        Unreadable file, or a shape that is not a 2D image.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(str(path))
+        else:
+            import skimage.io
+
+            arr = skimage.io.imread(str(path))
+    except Exception as err:  # unreadable image: name the file and the fix
+        raise InputError(f"cannot read image {path}: {err}; is it a valid TIFF/PNG/JPEG file?") from None
+    arr = np.squeeze(np.asarray(arr))
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3:
+        if arr.shape[-1] <= 4 and min(arr.shape[:2]) > 4:
+            arr = np.moveaxis(arr, -1, 0)
+            if suffix in PLAIN_2D_SUFFIXES and arr.shape[0] in (2, 4):
+                arr = arr[:-1]  # drop alpha (LA / RGBA)
+        elif not (arr.shape[0] <= 8 < min(arr.shape[1:])):
+            raise InputError(
+                f"{path} has shape {arr.shape}, which is not a 2D image (H, W), (H, W, C) or (C, H, W); "
+                "pass volumes as stack files, not as 2D images"
+            )
+    else:
+        raise InputError(f"{path} has shape {arr.shape}; expected a 2D image (stacks go in stack files)")
+    if np.iscomplexobj(arr) or arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    return arr.astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
 _OME_UNITS = set(_UNIT_METRES) | {"pixel", "reference frame"}
@@ -536,6 +648,7 @@ def write_stack(
     unit: str | None = "µm",
     overwrite: bool = False,
     metadata: dict[str, Any] | None = None,
+    measured_planes: Sequence[int] | None = None,
 ) -> Path:
     """Write a stack atomically, with its axes and voxel spacing.
 
@@ -558,6 +671,12 @@ def write_stack(
     metadata : dict, optional
         Extra OME Image/Pixels metadata passed to tifffile (e.g. ``{"Name": "restored"}``);
         TIFF only.
+    measured_planes : sequence of int, optional
+        For a restored stack: the z indices of ``data`` that are measured planes (the rest
+        were generated), e.g. ``OutputGrid.positions``. Stored in an OME MapAnnotation
+        (key ``volsr_measured_planes``) and returned as :attr:`Stack.measured_planes` by
+        :func:`read_stack`; honest no-reference scores use them as their XY reference.
+        TIFF only: ``.npy`` and NIfTI cannot hold it (a warning says so).
 
     Returns
     -------
@@ -597,10 +716,16 @@ def write_stack(
     ax = parse_axes(axes, arr.shape)
     sp = _check_spacing_arg(spacing)
     u = normalize_unit(unit)
+    measured = None
+    if measured_planes is not None:
+        measured = check_measured_planes(measured_planes, canonical_shape(arr.shape, ax)[1])
+        if ext not in TIFF_EXTENSIONS:
+            warnings.warn(f"{p.name}: {ext} files cannot record the measured planes; write .tif to keep them",
+                          stacklevel=2)
 
     if ext in TIFF_EXTENSIONS:
         def writer(tmp: Path) -> None:
-            _write_ome_tiff(tmp, arr, ax, sp, u, metadata)
+            _write_ome_tiff(tmp, arr, ax, sp, u, metadata, measured)
     elif ext in NIFTI_EXTENSIONS:
         def writer(tmp: Path) -> None:
             _write_nifti(tmp, arr, ax, sp, u)
@@ -642,7 +767,7 @@ def _tiff_order(ax: str) -> str:
     return "".join(lead) + "YX" + ("S" if "S" in ax else "")
 
 
-def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata) -> None:
+def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata, measured=None) -> None:
     import tifffile
 
     if arr.dtype.name not in ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64"):
@@ -672,6 +797,8 @@ def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata) -> 
                 meta[f"PhysicalSize{letter}Unit"] = unit
     annotation = dict(meta.get("MapAnnotation") or {})
     annotation[AXES_ANNOTATION_KEY] = full_axes
+    if measured is not None:
+        annotation[MEASURED_PLANES_KEY] = ",".join(str(i) for i in measured)
     meta["MapAnnotation"] = annotation
     kwargs: dict[str, Any] = {"photometric": photometric}
     if samples is not None and samples > 1:

@@ -151,4 +151,24 @@ class VolumeGrid:
         return tuple(None if s is None else float(s) * f for s, f in zip(spacing_in, self.spacing_factors()))
 
 
+def measured_positions(n_out: int, factor) -> np.ndarray:
+    """Output rows ``round(i * factor)`` of the measured planes of a restored stack of ``n_out`` planes.
+
+    The inverse view of :class:`OutputGrid`: given only the restored stack and its factor,
+    where did the measured planes go? All ``i`` with ``round(i * factor) < n_out``.
+
+    Examples
+    --------
+    >>> measured_positions(9, 2.5).tolist()
+    [0, 2, 5, 8]
+    """
+    f = check_factor(factor)
+    n_out = int(n_out)
+    if n_out < 1:
+        raise InputError(f"a stack needs at least 1 plane, got {n_out}")
+    n_in = int(math.floor((n_out - 1) / f)) + 2  # one beyond the last candidate
+    pos = np.round(np.arange(n_in) * f).astype(np.int64)
+    return np.unique(pos[pos < n_out])
+
+
 from .masks import MaskSampler, mask_sampler_from_config, random_rows, strided_rows  # noqa: E402,F401

@@ -23,6 +23,15 @@ Definition (all constants fixed, so numbers are comparable across runs and volum
    ``d(A, B) = sqrt(mean_k (S_A(k) - S_B(k))^2)``, in decades of power. 0 for perfectly
    isotropic statistics; small positive values (~0.01-0.03 with the defaults) come from
    the finite number of tiles.
+
+**Which XY planes are the reference.** In a restored volume most XY planes were generated
+by the engine. If the XY reference is drawn from all planes, an engine that smooths its
+generated planes also smooths its own reference and looks more isotropic than it is. Give
+``measured_planes`` (the z indices of the measured planes, e.g. ``OutputGrid.positions``,
+the ``volsr_measured_planes`` record of a volsr output, or
+:func:`volsr.sampling.measured_positions` from the factor) and the XY tiles come from those
+planes only: the microscope's own in-plane texture. ``AxisSpectra.reference`` says which
+reference was used.
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ class AxisSpectra:
     log_power: dict  # axis -> (n_bins,) mean log10 power
     gap: float
     distance: dict  # "xz", "yz" -> RMS distance to XY
+    reference: str = "all planes"  # where the XY tiles came from: "all planes" or "measured planes (n of Z)"
 
     def to_rows(self) -> list[dict]:
         """Tidy rows: axis, frequency, log_power."""
@@ -114,7 +124,8 @@ def _rms(log_a: np.ndarray, log_b: np.ndarray) -> float:
 
 
 def axis_spectra(
-    volume, *, tile: int | None = 32, n_tiles: int = 256, seed: int = 0, floor: float = 1e-7
+    volume, *, tile: int | None = 32, n_tiles: int = 256, seed: int = 0, floor: float = 1e-7,
+    measured_planes=None,
 ) -> AxisSpectra:
     """Mean log radial spectra of XY, XZ, YZ tiles of a volume, and its isotropy gap.
 
@@ -131,6 +142,9 @@ def axis_spectra(
     seed : int
     floor : float
         Lower bound of the normalised bin power before the log (see module docstring).
+    measured_planes : sequence of int, optional
+        z indices of the measured planes: XY tiles are drawn from these planes only (see
+        module docstring). None: from all planes (``reference == "all planes"``).
 
     Examples
     --------
@@ -150,21 +164,36 @@ def axis_spectra(
         raise VolsrError(f"floor must be > 0, got {floor}")
     if int(n_tiles) < 1:
         raise VolsrError(f"n_tiles must be >= 1, got {n_tiles}")
+    reference = "all planes"
+    xy_source = v
+    if measured_planes is not None:
+        from ..io import check_measured_planes
+
+        planes = check_measured_planes(measured_planes, v.shape[1])
+        xy_source = v[:, list(planes)]
+        reference = f"measured planes ({len(planes)} of {v.shape[1]})"
     logs = {}
     freq = None
     for axis in AXES:
-        crops = sample_volume_crops(v, axis, tile, n_tiles, np.random.default_rng([seed, _AXIS_STREAM[axis]]))
+        src = xy_source if axis == "xy" else v
+        crops = sample_volume_crops(src, axis, tile, n_tiles, np.random.default_rng([seed, _AXIS_STREAM[axis]]))
         p, freq = radial_power_spectrum(crops.reshape(-1, tile, tile), return_frequency=True)
         logs[axis] = np.log10(np.maximum(p, floor)).mean(axis=0)
     dist = {a: _rms(logs[a], logs["xy"]) for a in ("xz", "yz")}
-    return AxisSpectra(freq, logs, (dist["xz"] + dist["yz"]) / 2.0, dist)
+    return AxisSpectra(freq, logs, (dist["xz"] + dist["yz"]) / 2.0, dist, reference)
 
 
 def isotropy_gap(
-    volume, *, tile: int | None = 32, n_tiles: int = 256, seed: int = 0, floor: float = 1e-7
+    volume, *, tile: int | None = 32, n_tiles: int = 256, seed: int = 0, floor: float = 1e-7,
+    measured_planes=None,
 ) -> float:
-    """Spectral isotropy gap of a volume (decades of power; 0 = isotropic). See module docstring."""
-    return axis_spectra(volume, tile=tile, n_tiles=n_tiles, seed=seed, floor=floor).gap
+    """Spectral isotropy gap of a volume (decades of power; 0 = isotropic). See module docstring.
+
+    Pass ``measured_planes`` (z indices) for a restored volume, so the XY reference is the
+    measured planes and not the engine's own generated planes.
+    """
+    return axis_spectra(volume, tile=tile, n_tiles=n_tiles, seed=seed, floor=floor,
+                        measured_planes=measured_planes).gap
 
 
 def spectrum_error(volume, truth, *, axis: str = "xz", tile: int | None = 32, n_tiles: int = 256,
