@@ -4,6 +4,8 @@ A toy 2D engine (bicubic 2x in-plane upscaling) is added here with one class and
 entry, and runs through the in-plane pipeline without edits anywhere else.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +65,7 @@ def test_options_are_refused_the_same_way_by_every_engine():
 
 def test_typed_config_is_frozen_validated_and_replace_revalidates():
     eng = create_engine("msdsr", preset="tiny")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         eng.cfg.crop = 16  # frozen
     assert eng.cfg.replace(sampling_steps=3).sampling_steps == 3 and eng.cfg.sampling_steps == 10
     with pytest.raises(ConfigError, match="sampling_steps"):

@@ -144,10 +144,10 @@ def slow_engine():
         name = "test-slow"
         description = "test engine"
 
-        def _restore(self, planes, known, **kwargs):
+        def _restore(self, planes, known, options, **run):
             started.set()
             time.sleep(0.4)
-            return super()._restore(planes, known, **kwargs)
+            return super()._restore(planes, known, options, **run)
 
     register_engine(SlowEngine)
     yield started

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .checkpoint import resolve_model_path
 from .engines import Engine, create_engine, load_engine, resolve_device
-from .engines.base import RestoreOptions, check_options as check_engine_options, make_options
+from .engines.base import RestoreOptions, make_options
+from .engines.base import check_options as check_engine_options
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
 from .sampling import OutputGrid, VolumeGrid, check_factor
@@ -206,6 +206,26 @@ def axial_degradation(stack, factor: float, psf_sigma_z=None, psf_file=None):
     return None
 
 
+def _check_call(batch_size, output_dtype) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
+    if output_dtype not in ("same", "float32"):
+        raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
+
+
+def _canonical_zstack(stack) -> np.ndarray:
+    """(C, Z, Y, X) of a stack with >= 2 finite z planes."""
+    czyx = stack.canonical()
+    if czyx.shape[1] < 2:
+        raise InputError(
+            f"the input has a single z plane (axes {stack.axes}, shape {stack.data.shape}); "
+            "volsr needs a z-stack with at least 2 planes — check --axes"
+        )
+    check_finite(czyx)
+    return czyx
+
+
 def _options(sampling_steps, noise_match, realism) -> RestoreOptions:
     return make_options(sampling_steps=None if sampling_steps is None else int(sampling_steps),
                         noise_match=None if noise_match is None else float(noise_match),
@@ -280,35 +300,23 @@ def restore(
         Voxel spacing; overrides the file's (arrays have none otherwise).
     planes, fusion, blur_sigma, batch_size, n_samples
         See :func:`volsr.volume.restore_volume`.
-    device : {'auto', 'cpu', 'cuda'}
-    init_model : path or bundled model name, optional
-        Start the self-supervised fit from this model (fine-tuning) instead of from scratch.
-    model_out : path, optional
-        Where to save a model fitted here (for reuse).
+    device : {'auto', 'cpu', 'cuda'}, default 'auto'
+    init_model, model_out : path, optional
+        Start the fit from this model (fine-tuning); where to save a model fitted here.
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: the model's).
     noise_match : float, optional
         Diffusion engines: scale of the noise added to generated planes so they carry the
         measured planes' noise level (default: the model's, 1.0; 0 = a smooth, denoised look).
     realism : float in [0, 1], optional
-        Two-stage MSDSR: 0 = the regression estimate (best PSNR/SSIM; for measurement and
-        segmentation), 1 = a full diffusion sample (realistic texture; for looking). Default:
-        the model's. Engines without a stage-1 estimate refuse it.
-    psf_sigma_z : float or str, optional
-        Axial PSF for the self-supervised fit (:class:`volsr.degrade.RowDegradation`): the z
-        blur beyond the lateral one, as a Gaussian sigma in output pixels or a length such as
-        ``'0.8um'``. The fitted model then deconvolves along z as it fills in planes.
-    psf_file : path, optional
-        A measured PSF stack (ZYX, the input's spacing); its z profile is the axial PSF.
+        Two-stage MSDSR: 0 = regression estimate (PSNR/SSIM; measurement), 1 = diffusion sample.
+    psf_sigma_z, psf_file : optional
+        Axial PSF for the fit (:func:`axial_degradation`): sigma in output px or ``'0.8um'``; a PSF TIFF.
     output_dtype : {'same', 'float32'}
         ``same`` rounds/clips to the input dtype; ``float32`` keeps full precision.
-    progress : callable(stage, done, total, **info), optional
-    cancel : callable() -> bool, optional
+    progress : callable(stage, done, total, **info); cancel : callable() -> bool, optional
         Polled between batches; True raises :class:`volsr.errors.Cancelled`.
-
-    Returns
-    -------
-    RestoreResult
+        Returns a :class:`RestoreResult`.
 
     Examples
     --------
@@ -320,20 +328,10 @@ def restore(
     """
     t0 = time.perf_counter()
     planes, fusion = check_options(planes, fusion)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
-    if output_dtype not in ("same", "float32"):
-        raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
+    _check_call(batch_size, output_dtype)
     options = _options(sampling_steps, noise_match, realism)
     stack = as_stack(source, axes=axes, spacing=spacing)
-    czyx = stack.canonical()
-    if czyx.shape[1] < 2:
-        raise InputError(
-            f"the input has a single z plane (axes {stack.axes}, shape {stack.data.shape}); "
-            "volsr needs a z-stack with at least 2 planes — check --axes"
-        )
-    check_finite(czyx)
+    czyx = _canonical_zstack(stack)
     factor = resolve_factor(z_factor, stack)
     grid = OutputGrid(czyx.shape[1], factor)
     degradation = axial_degradation(stack, factor, psf_sigma_z, psf_file)
@@ -350,6 +348,12 @@ def restore(
         normalizer.forward(czyx), grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma,
         batch_size=batch_size, n_samples=n_samples, seed=seed, options=options, progress=progress, cancel=cancel,
     )
+    return _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, output_dtype,
+                   {"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1})
+
+
+def _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, output_dtype, timings) -> RestoreResult:
+    """Back to the input's units, dtype and axes; measured planes bit-identical; new spacing."""
     restored = normalizer.inverse(result.data)
     restored[:, grid.positions] = czyx  # measured planes back bit-identical in input units
     dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
@@ -360,5 +364,5 @@ def restore(
     new_spacing, unit = _new_spacing(stack, grid, factor)
     return RestoreResult(
         data=data, axes=stack.axes, spacing=new_spacing, unit=unit, z_factor=factor, grid=grid, engine=eng,
-        std=std, model_path=model_path, timings={"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1},
+        std=std, model_path=model_path, timings=timings,
     )

@@ -464,6 +464,82 @@ def paired_2d(
 
 
 # ----------------------------------------------------------------------------- 3D
+def _prepare_3d(hr, axial_sigma, reference, ref_given, pmin, pmax, features, extractor, device,
+                inception_weights, crop, n_crops, seed):
+    """Normalised HR volume, the (optionally z-blurred) source of the low-res stacks, the FID reference."""
+    c = hr.shape[0]
+    norm = PercentileNormalizer(pmin, pmax).fit(hr)
+    hrn = norm.forward(hr)
+    src = hrn
+    if axial_sigma:
+        from scipy.ndimage import gaussian_filter1d
+
+        if not (axial_sigma > 0 and math.isfinite(axial_sigma)):
+            raise VolsrError(f"axial_sigma must be a positive number, got {axial_sigma!r}")
+        src = gaussian_filter1d(hrn, float(axial_sigma), axis=1, mode="reflect").astype(np.float32)
+    if reference is None:
+        ref_images = list(np.moveaxis(hrn, 1, 0))
+    else:
+        ref_images = _normalise_images(ref_given, pmin, pmax)
+    ex = _extractor(features, extractor, c, device, inception_weights, crop)
+    ref = reference_stats(ref_images, extractor=ex, crop=crop, n_crops=n_crops, seed=seed, intensity=(0.0, 1.0))
+    return hrn, src, ref_images, ex, ref
+
+
+class _Scores3D:
+    """Accumulates the 3D protocol's rows, spectra and example slices for one run."""
+
+    def __init__(self, ref, fid_kw, sp_kw, data_range):
+        self.ref, self.fid_kw, self.sp_kw, self.data_range = ref, fid_kw, sp_kw, data_range
+        self.rows, self.spec_rows, self.examples = [], [], {}
+
+    def score(self, name, variant, f, vol, truth=None, known=None, measured=None, trained_on="-"):
+        rows, spec_rows, examples = self.rows, self.spec_rows, self.examples
+        ref, fid_kw, sp_kw, data_range = self.ref, self.fid_kw, self.sp_kw, self.data_range
+        r = slice_fid(vol, ref, **fid_kw)
+        for axis, val in (("xy", r.fid_xy), ("xz", r.fid_xz), ("yz", r.fid_yz)):
+            rows.append(_row("3d", name, variant, f, "fid", axis, "all", val, trained_on))
+        rows.append(_row("3d", name, variant, f, "slice_fid", "mean", "all", r.slice_fid, trained_on))
+        if truth is not None:
+            for m in paired_metrics(vol, truth, known, data_range=data_range):
+                rows.append(_row("3d", name, variant, f, "psnr", m["axis"], m["rows"], m["psnr"], trained_on))
+                rows.append(_row("3d", name, variant, f, "ssim", m["axis"], m["rows"], m["ssim"], trained_on))
+        sp = axis_spectra(vol, measured_planes=measured, **sp_kw)  # XY reference: the measured planes
+        rows.append(_row("3d", name, variant, f, "isotropy_gap", "-", "all", sp.gap, trained_on))
+        for d in sp.to_rows():
+            spec_rows.append({"engine": name, "variant": variant, "factor": f, **d})
+        examples[(name, variant, f)] = np.asarray(vol[0, :, vol.shape[2] // 2, :], dtype=np.float32).copy()
+
+
+
+def _tick(count) -> None:
+    count[0] += 1
+    if count[2] is not None:
+        count[2]("3d", count[0], count[1])
+
+
+def _score_factor(f, src, hrn, n_hr, engs, variants, blur_sigma, batch_size, sampling_steps, fit,
+                  include_ground_truth, score, count) -> None:
+    """One factor of the 3D protocol: simulate the low-res stack, fit (no leakage), restore, score."""
+    from .volume import restore_volume
+
+    lr = subsample_z(src, f)
+    grid = OutputGrid(lr.shape[1], f)
+    truth = hrn[:, : grid.n_out]
+    if include_ground_truth:
+        score(GROUND_TRUTH, "-", f, truth, measured=grid.positions)
+        _tick(count)
+    label = f"XY planes {_plane_list(range(0, n_hr, f))} ({lr.shape[1]} planes) of the simulated {f}x stack"
+    for eng0 in engs:
+        eng, trained_on = _fitted(eng0, lr, fit, label)  # per factor: only the planes a user would have
+        for v in variants:
+            kw = parse_variant(v, blur_sigma)
+            out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw,
+                                 **_sampling_kwargs(eng, sampling_steps)).data
+            score(eng.name, v, f, out, truth, grid.known_mask, measured=grid.positions, trained_on=trained_on)
+            _tick(count)
+
+
 def volume_3d(
     hr_volume,
     engines=("nearest", "linear", "cubic"),
@@ -534,7 +610,6 @@ def volume_3d(
         (axis ``mean``), ``psnr`` and ``ssim`` (per axis, rows ``restored`` and ``all``),
         ``isotropy_gap`` (axis ``-``).
     """
-    from .volume import restore_volume
 
     hr = as_czyx(hr_volume, "hr_volume")
     factors = _check_factors(factors, integer=True)
@@ -543,65 +618,19 @@ def volume_3d(
     ref_given = None if reference is None else as_image_list(reference)
     check_settings(hr.shape, factors, protocols=("3d",), variants=variants, blur_sigma=blur_sigma, crop=crop,
                    spectra_tile=spectra_tile, reference=ref_given, engines=engs, fit=fit)
-    c = hr.shape[0]
-    norm = PercentileNormalizer(pmin, pmax).fit(hr)
-    hrn = norm.forward(hr)
-    src = hrn
-    if axial_sigma:
-        from scipy.ndimage import gaussian_filter1d
-
-        if not (axial_sigma > 0 and math.isfinite(axial_sigma)):
-            raise VolsrError(f"axial_sigma must be a positive number, got {axial_sigma!r}")
-        src = gaussian_filter1d(hrn, float(axial_sigma), axis=1, mode="reflect").astype(np.float32)
-    if reference is None:
-        ref_images = list(np.moveaxis(hrn, 1, 0))
-    else:
-        ref_images = _normalise_images(ref_given, pmin, pmax)
-    ex = _extractor(features, extractor, c, device, inception_weights, crop)
-    ref = reference_stats(ref_images, extractor=ex, crop=crop, n_crops=n_crops, seed=seed, intensity=(0.0, 1.0))
+    hrn, src, ref_images, ex, ref = _prepare_3d(hr, axial_sigma, reference, ref_given, pmin, pmax, features,
+                                                extractor, device, inception_weights, crop, n_crops, seed)
     fid_kw = dict(n_crops=n_crops, seed=seed)
     sp_kw = dict(tile=spectra_tile, n_tiles=n_tiles, seed=seed)
 
-    rows, spec_rows, examples = [], [], {}
-
-    def score(name, variant, f, vol, truth=None, known=None, measured=None, trained_on="-"):
-        r = slice_fid(vol, ref, **fid_kw)
-        for axis, val in (("xy", r.fid_xy), ("xz", r.fid_xz), ("yz", r.fid_yz)):
-            rows.append(_row("3d", name, variant, f, "fid", axis, "all", val, trained_on))
-        rows.append(_row("3d", name, variant, f, "slice_fid", "mean", "all", r.slice_fid, trained_on))
-        if truth is not None:
-            for m in paired_metrics(vol, truth, known, data_range=data_range):
-                rows.append(_row("3d", name, variant, f, "psnr", m["axis"], m["rows"], m["psnr"], trained_on))
-                rows.append(_row("3d", name, variant, f, "ssim", m["axis"], m["rows"], m["ssim"], trained_on))
-        sp = axis_spectra(vol, measured_planes=measured, **sp_kw)  # XY reference: the measured planes
-        rows.append(_row("3d", name, variant, f, "isotropy_gap", "-", "all", sp.gap, trained_on))
-        for d in sp.to_rows():
-            spec_rows.append({"engine": name, "variant": variant, "factor": f, **d})
-        examples[(name, variant, f)] = np.asarray(vol[0, :, vol.shape[2] // 2, :], dtype=np.float32).copy()
+    sc = _Scores3D(ref, fid_kw, sp_kw, data_range)
+    score, rows, spec_rows, examples = sc.score, sc.rows, sc.spec_rows, sc.examples
 
     total = len(factors) * (len(engs) * len(variants) + int(include_ground_truth))
-    done = 0
+    count = [0, total, progress]
     for f in factors:
-        lr = subsample_z(src, f)
-        grid = OutputGrid(lr.shape[1], f)
-        truth = hrn[:, : grid.n_out]
-        if include_ground_truth:
-            score(GROUND_TRUTH, "-", f, truth, measured=grid.positions)
-            done += 1
-            if progress is not None:
-                progress("3d", done, total)
-        label = (f"XY planes {_plane_list(range(0, hr.shape[1], f))} ({lr.shape[1]} planes) "
-                 f"of the simulated {f}x stack")
-        for eng0 in engs:
-            eng, trained_on = _fitted(eng0, lr, fit, label)  # per factor: only the planes a user would have
-            for v in variants:
-                kw = parse_variant(v, blur_sigma)
-                out = restore_volume(lr, grid, eng, batch_size=batch_size, **kw,
-                                     **_sampling_kwargs(eng, sampling_steps)).data
-                score(eng.name, v, f, out, truth, grid.known_mask, measured=grid.positions, trained_on=trained_on)
-                done += 1
-                if progress is not None:
-                    progress("3d", done, total)
+        _score_factor(f, src, hrn, hr.shape[1], engs, variants, blur_sigma, batch_size, sampling_steps, fit,
+                      include_ground_truth, score, count)
     meta = {
         "features": ex.describe(), "crop": int(crop), "n_crops": int(n_crops), "seed": int(seed),
         "data_range": float(data_range), "axial_sigma": axial_sigma, "blur_sigma": float(blur_sigma),

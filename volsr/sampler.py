@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .errors import Cancelled
 from .masks import per_plane
-from .models.padding import pad_to_multiple, run_padded
+from .models.padding import pad_to_multiple, run_padded  # noqa: F401  (pad_to_multiple: re-exported)
 
 MODES = ("full", "tiles")
 

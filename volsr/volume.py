@@ -191,6 +191,18 @@ def _paste_measured(out, std, volume, grid: OutputGrid, slab: int = 64) -> None:
             std[:, :, sl, :] = sblock
 
 
+def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
+                seed) -> None:
+    """Both directions (or one), each written or fused into ``out``."""
+    c, _, ny, nx = volume.shape
+    first = "xz" if planes in ("both", "xz") else "yz"
+    write_xz, write_yz = _fuse_writers(out, std, first, fusion)
+    for axis, write, side in (("xz", write_xz, nx), ("yz", write_yz, ny)):
+        if planes in ("both", axis):
+            bs = int(batch_size or default_batch_size(engine, c, grid.n_out, side))
+            _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed)
+
+
 def restore_volume(
     volume,
     grid: OutputGrid,
@@ -280,12 +292,8 @@ def restore_volume(
         out[...] = np.asarray(engine.restore_volume(np.asarray(volume, dtype=np.float32), grid, opts,
                                                     progress=progress, cancel=cancel), dtype=np.float32)
     else:
-        first = "xz" if planes in ("both", "xz") else "yz"
-        write_xz, write_yz = _fuse_writers(out, std, first, fusion)
-        for axis, write, side in (("xz", write_xz, nx), ("yz", write_yz, ny)):
-            if planes in ("both", axis):
-                bs = int(batch_size or default_batch_size(engine, c, grid.n_out, side))
-                _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed)
+        _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
+                    seed)
     if blur_sigma:
         if progress is not None:
             progress("blur", 0, 1)

@@ -14,7 +14,6 @@ rows equal the input exactly.
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -144,7 +143,7 @@ def paste_known(restored: torch.Tensor, planes: torch.Tensor, known: torch.Tenso
     return torch.where(row_mask(known, n, h, planes.device), planes, restored)
 
 
-class Engine(ABC):
+class Engine:
     """Restores 2D planes whose rows are partly measured (and/or upscales images).
 
     Subclasses set ``name``, ``capabilities`` and implement :meth:`_restore` (rows),

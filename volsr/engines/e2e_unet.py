@@ -26,7 +26,7 @@ the mean of the two input planes; ``preset='paper'`` sets ``residual=False``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +35,14 @@ from ..errors import Cancelled, InputError, VolsrError
 from ..sampling import OutputGrid
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
-from .unet_common import PIXELS_PER_CHUNK, UNetConfig, build_basic_unet, forward_padded, padded_size, unet_presets
+from .unet_common import (
+    PIXELS_PER_CHUNK,
+    UNetConfig,
+    build_basic_unet,
+    forward_padded,
+    padded_size,
+    unet_presets,
+)
 
 __all__ = ["E2EUNetEngine", "subdivision_plan"]
 

@@ -105,7 +105,14 @@ from ..config import check_choice, check_int, check_number
 from ..errors import VolsrError
 from ..masks import linear_fill, row_mask
 from ..models.diffusion_unet import build_diffusion_unet, preset_names, size_multiple
-from ..models.schedule import PREDICTION_TYPES, SAMPLERS, SCHEDULES, SPACINGS, sampling_scheduler, training_scheduler
+from ..models.schedule import (
+    PREDICTION_TYPES,
+    SAMPLERS,
+    SCHEDULES,
+    SPACINGS,
+    sampling_scheduler,
+    training_scheduler,
+)
 from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart

@@ -34,7 +34,14 @@ from ..errors import VolsrError
 from ..masks import linear_fill, row_mask
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
-from .unet_common import PIXELS_PER_CHUNK, UNetConfig, build_basic_unet, forward_padded, padded_size, unet_presets
+from .unet_common import (
+    PIXELS_PER_CHUNK,
+    UNetConfig,
+    build_basic_unet,
+    forward_padded,
+    padded_size,
+    unet_presets,
+)
 
 __all__ = ["MSUNetEngine", "MSUNetConfig", "RowRegressor"]
 

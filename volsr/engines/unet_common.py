@@ -7,6 +7,7 @@ instance norm).
 from __future__ import annotations
 
 import dataclasses
+
 import torch
 
 from ..config import check_choice
