@@ -239,6 +239,10 @@ def test_option_validation():
     assert kw["model"] == "sample" and kw["sampling_steps"] == 5 and kw["blur_sigma"] == 0.5
     kw = restore_options(EngineChoice("engine", "linear"), z_factor=2, spacing=(2, 1, 1), sampling_steps=5)
     assert "sampling_steps" not in kw and "model" not in kw and kw["blur_sigma"] is None
+    kw = restore_options(EngineChoice("fit", "msdsr"), z_factor=2, spacing=None, fit_minutes=1, realism=0.0)
+    assert kw["realism"] == 0.0  # 0 is a setting (the regression estimate), not "unset"
+    assert "realism" not in restore_options(EngineChoice("fit", "msdsr"), z_factor=2, spacing=None, fit_minutes=1)
+    assert "realism" not in restore_options(EngineChoice("engine", "linear"), z_factor=2, spacing=None, realism=0.5)
     assert z_factor_from_scale((3.0, 0.5, 0.5)) == 6.0 and z_factor_from_scale((1.0, 0.0)) is None
 
 

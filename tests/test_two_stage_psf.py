@@ -96,3 +96,42 @@ def test_psf_aware_fit_beats_the_unaware_one_on_a_z_blurred_volume():
         unknown = ~grid.known_mask
         scores[label] = float(np.mean((out[unknown] - truth[: grid.n_out][unknown]) ** 2))
     assert scores["aware"] < scores["unaware"], scores
+
+
+# -- command line ------------------------------------------------------------------------------------
+def _stack(tmp_path, spacing=(1.0, 0.5, 0.5)):
+    import volsr
+
+    data = (np.random.default_rng(0).random((5, 32, 32)) * 1000).astype(np.uint16)
+    return str(volsr.write_stack(tmp_path / "s.tif", data, "ZYX", spacing=spacing))
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--engine", "linear", "--realism", "0.5"], "does not take the option(s) realism"),
+    (["--engine", "msdsr", "--model", "sample_model", "--realism", "0.5"], "two-stage"),
+    (["--engine", "msdsr", "--fit-steps", "1", "--realism", "1.5"], "realism"),
+    (["--engine", "msunet", "--fit-steps", "1", "--psf-sigma-z", "abc"], "psf-sigma-z"),
+    (["--engine", "linear", "--psf-sigma-z", "2"], "axial PSF"),
+    (["--model", "sample_model", "--psf-sigma-z", "2"], "--init-model"),
+    (["--engine", "msunet", "--fit-steps", "1", "--psf-sigma-z", "2", "--psf-file", "x.tif"], "not both"),
+])
+def test_cli_refuses_bad_realism_and_psf_before_any_fit(tmp_path, capsys, monkeypatch, extra, match):
+    from volsr.cli import main
+    from volsr.engines.learned import LearnedEngine
+
+    monkeypatch.setattr(LearnedEngine, "fit", lambda *a, **k: pytest.fail("a fit started"))
+    rc = main(["infer", _stack(tmp_path), "-q", "-o", str(tmp_path / "o.tif"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and "Traceback" not in err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_psf_sigma_reaches_the_fitted_model(tmp_path, capsys):
+    from volsr.cli import main
+
+    out = tmp_path / "o.tif"
+    rc = main(["infer", _stack(tmp_path), "-q", "-o", str(out), "--engine", "msunet", "--fit-steps", "2",
+               "--psf-sigma-z", "0.75um"])
+    assert rc == 0 and out.exists()
+    model = load_engine(out.with_suffix(".volsr"))
+    assert model.cfg.degradation == RowDegradation(psf_sigma=1.5)  # 0.75 um / 0.5 um xy spacing

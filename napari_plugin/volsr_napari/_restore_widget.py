@@ -121,6 +121,7 @@ def restore_options(
     device: str = "auto",
     sampling_steps: int = 0,
     n_samples: int = 1,
+    realism: float = -1.0,
     fit_steps: int = 0,
     fit_minutes: float = 0.0,
     fit_preset: str | None = None,
@@ -132,7 +133,8 @@ def restore_options(
     """Keyword arguments for :func:`volsr.restore` from the widget's values.
 
     Zero means "not set" for ``blur_sigma``, ``sampling_steps``, ``fit_steps`` and
-    ``fit_minutes`` (the library defaults then apply). Raises :class:`InputError` when a
+    ``fit_minutes``, and a negative ``realism`` means "the model's" (the library defaults
+    then apply). Raises :class:`InputError` when a
     model file is required but missing.
     """
     kw: dict = {
@@ -151,6 +153,8 @@ def restore_options(
         kw["n_samples"] = int(n_samples)
         if sampling_steps:
             kw["sampling_steps"] = int(sampling_steps)
+        if realism is not None and realism >= 0:
+            kw["realism"] = float(realism)
     if choice.kind == "model":
         kw["model"] = choice.model
     elif choice.kind == "file":
@@ -241,6 +245,10 @@ class RestoreWidget(JobWidget, Container):
                                   tooltip="optional: where to save the model fitted on this stack")
         self.sampling_steps = SpinBox(label="sampling steps", value=0, min=0, max=10_000,
                                       tooltip="denoising steps for diffusion models (0 = the model's default)")
+        self.realism = FloatSpinBox(
+            label="realism", value=-1.0, min=-1.0, max=1.0, step=0.1,
+            tooltip="two-stage diffusion models: 0 = regression estimate (best PSNR/SSIM, for measuring and "
+                    "segmenting) .. 1 = full diffusion sample (realistic texture, for looking); -1 = the model's")
         self.n_samples = SpinBox(label="samples", value=1, min=1, max=64,
                                  tooltip=">1: average several samples and add a per-voxel std layer")
         self.planes = ComboBox(label="planes", choices=["both", "xz", "yz"], value="both")
@@ -256,7 +264,8 @@ class RestoreWidget(JobWidget, Container):
         self.status = Label(value="")
         super().__init__(widgets=[
             self.layer, self.z_factor, self.shape_info, self.engine, self.model_file, self.fit_steps,
-            self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.n_samples, self.planes,
+            self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.realism, self.n_samples,
+            self.planes,
             self.fusion, self.blur, self.device, self.float_output, self.run_button, self.cancel_button,
             self.progress, self.status,
         ])
@@ -342,7 +351,7 @@ class RestoreWidget(JobWidget, Container):
         self.model_file.visible = kind == "file"
         for w in (self.fit_steps, self.fit_minutes, self.fit_preset, self.model_out):
             w.visible = kind == "fit"
-        for w in (self.sampling_steps, self.n_samples):
+        for w in (self.sampling_steps, self.realism, self.n_samples):
             w.visible = kind != "engine"
 
     # -- running -----------------------------------------------------------------------------
@@ -354,6 +363,7 @@ class RestoreWidget(JobWidget, Container):
             self.engine.value, z_factor=self.z_factor.value, spacing=layer_spacing(layer),
             planes=self.planes.value, fusion=self.fusion.value, blur_sigma=self.blur.value,
             device=self.device.value, sampling_steps=self.sampling_steps.value, n_samples=self.n_samples.value,
+            realism=self.realism.value,
             fit_steps=self.fit_steps.value, fit_minutes=self.fit_minutes.value,
             fit_preset=self.fit_preset.value, model_file=self.model_file.value,
             model_out=self.model_out.value, float_output=self.float_output.value,
