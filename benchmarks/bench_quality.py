@@ -141,10 +141,16 @@ def score(restored, truth, known, *, data_range, ref, n_crops, seed) -> dict:
     return row
 
 
+#: volsr.restore keywords that act at restoration time: specs differing only in these share one fit.
+RESTORE_TIME_OPTIONS = frozenset({"realism", "noise_match", "sampling_steps", "n_samples", "planes", "fusion",
+                                  "blur_sigma", "batch_size"})
+
+
 def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
     import numpy as np
 
     import volsr
+    from volsr.engines import get_engine_class
     from volsr.metrics import reference_stats
     from volsr.samples import isotropic_volume, subsample_z
     from volsr.sampling import OutputGrid
@@ -172,11 +178,22 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
     kw = dict(data_range=data_range, ref=ref, n_crops=args.n_crops, seed=args.seed)
     gt_row = {"engine": "ground truth", **score(truth, truth, known, **kw), "fit_s": None, "restore_s": None}
     out["rows"].append(gt_row)
+    import tempfile
+
+    fitted: dict[str, str] = {}  # one fit per (engine, fit settings): restore-time options reuse it
+    tmp = tempfile.mkdtemp(prefix="bench_quality_")
     for label, name, options in specs:
         print(f"# {kind}: {label} ...", file=sys.stderr, flush=True)
+        fit_opts = {k: v for k, v in options.items() if k not in RESTORE_TIME_OPTIONS}
+        key = json.dumps([name, fit_opts], sort_keys=True, default=str)
         call = {"engine": name, "z_factor": FACTOR, "seed": args.seed, "fit_minutes": args.fit_minutes,
                 "output_dtype": "float32", "device": args.device, **options}
-        row = {"engine": label}
+        if key in fitted:
+            call = {k: v for k, v in call.items() if k not in ("fit_minutes", "engine_options")}
+            call["model"] = fitted[key]
+        elif get_engine_class(name).capabilities.learned:
+            call["model_out"] = str(Path(tmp) / f"{len(fitted)}.volsr")
+        row = {"engine": label + (" (same fit)" if "model" in call and "model" not in options else "")}
         try:
             res = volsr.restore(low, **call)
         except Exception as exc:  # one failing engine should not lose the others' numbers
@@ -187,6 +204,8 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
             row["error"] = f"restored shape {res.data.shape} != truth {truth.shape}"
             out["rows"].append(row)
             continue
+        if "model_out" in call:
+            fitted[key] = call["model_out"]
         row.update(score(res.data, truth, known, **kw))
         row["fit_s"] = float(res.timings.get("fit_s", float("nan")))
         row["restore_s"] = float(res.timings.get("restore_s", float("nan")))

@@ -120,9 +120,14 @@ def save_model(path: str | Path, *, engine: str, config: dict, state_dict: dict,
         if not isinstance(v, torch.Tensor):
             raise ModelFileError(f"state_dict entry {k!r} is a {type(v).__name__}, not a tensor")
         tensors[k] = v.detach().to("cpu").contiguous().clone()  # clone: no shared storage
+    return _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """``write(tmp)`` to a temporary name in the same folder, set the umask's mode, rename."""
     tmp = _temporary_name(path)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        write(tmp)
         _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -335,15 +340,7 @@ def save_training_checkpoint(path: str | Path, state: dict) -> Path:
         raise OutputError(f"checkpoint folder {path.parent} does not exist; create it or choose another path")
     payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "volsr_version": _volsr_version(),
                **state}
-    tmp = _temporary_name(path)
-    try:
-        torch.save(payload, tmp)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_training_checkpoint(path: str | Path, map_location="cpu") -> dict:

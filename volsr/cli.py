@@ -92,9 +92,15 @@ def cmd_info(args) -> int:
     f = stack.z_factor
     if f is None:
         print("z factor:  unknown (no spacing in the file): pass --z-factor to infer")
+    elif z >= 2 and f >= 1:
+        from .sampling import OutputGrid, VolumeGrid
+
+        grid = VolumeGrid((z, y, x), z=OutputGrid(z, f))
+        print(f"z factor:  {f:g}  -> {grid.shape_out[0]} output planes")
     else:
-        n_out = int(round((z - 1) * f)) + 1 if z >= 2 else z
-        print(f"z factor:  {f:g}  -> {n_out} output planes")
+        print(f"z factor:  {f:g}  (volsr infer needs >= 2 planes and a factor >= 1)")
+    if stack.measured_planes is not None:
+        print(f"measured:  {len(stack.measured_planes)} planes recorded by volsr (the others were restored)")
     return 0
 
 

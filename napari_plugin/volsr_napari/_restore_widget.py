@@ -192,10 +192,14 @@ def restored_layer_kwargs(source_layer, result) -> dict:
     y/x stay the source's — and the translate, colormap, blending and contrast limits are the
     source's, so both layers overlay in world coordinates and look alike.
     """
-    sz, sy, sx = (float(s) for s in result.spacing)
+    from volsr.sampling import VolumeGrid
+
+    sz = float(result.spacing[0])
     src_scale = tuple(float(s) for s in source_layer.scale[-3:])
-    # the widget passes the layer's scale as spacing, so sz is in the layer's units; y/x are kept exactly
-    scale = (sz, src_scale[1], src_scale[2])
+    # the widget passes the layer's scale as spacing, so sz is in the layer's units; y/x follow the grid
+    shape = tuple(int(v) for v in source_layer.data.shape[-3:])
+    _, sy, sx = VolumeGrid(shape, z=result.grid).spacing_out(src_scale)
+    scale = (sz, sy, sx)
     name = f"{source_layer.name} (volsr {result.engine.name})"
     return {
         "name": name,
@@ -209,7 +213,7 @@ def restored_layer_kwargs(source_layer, result) -> dict:
                 "source": source_layer.name,
                 "engine": result.engine.name,
                 "z_factor": float(result.z_factor),
-                "spacing": (sz, src_scale[1], src_scale[2]),
+                "spacing": scale,
                 "model_path": str(result.model_path) if result.model_path else None,
                 "timings": dict(result.timings),
             }
