@@ -86,14 +86,12 @@ def _restore_and_score(eng, x, truth, grid, seed, row) -> None:
     from volsr.metrics import paired_metrics, spectrum_error
     from volsr.volume import restore_volume
 
-    if hasattr(eng, "reset_generator"):
-        eng.reset_generator(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = restore_volume(x, grid, eng)
+        out = restore_volume(x, grid, eng, seed=seed).data
     row["restore_s"] = time.perf_counter() - t0
     row["total_s"] = row["fit_s"] + row["restore_s"]
-    if hasattr(eng, "cfg"):
+    if eng.capabilities.learned:
         row["config"] = {k: eng.cfg[k] for k in ("preset", "prediction_type", "sampling_steps", "sampler", "eta",
                                                    "timestep_spacing", "noise_match", "crop", "features")
                          if k in eng.cfg}

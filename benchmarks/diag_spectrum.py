@@ -44,9 +44,9 @@ def load_or_fit(name, x, steps, seed, cache, options):
         eng.fit(x, steps=steps, seed=seed)
         print(f"# fitted {name} {steps} steps in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
         eng.save(path)
-    for k, v in options.items():
-        if k not in train_keys:
-            eng.cfg[k] = v
+    extra = {k: v for k, v in options.items() if k not in train_keys}
+    if extra:
+        eng.cfg = eng.cfg.replace(**extra)  # restore-time settings; the typed config re-validates
     return eng
 
 
@@ -111,12 +111,10 @@ def main(argv=None):
     for label, name, opts in runs:
         eng = create_engine(name, device="cpu") if name in ("nearest", "linear", "cubic") else \
             load_or_fit(name, x, args.steps, args.seed, args.cache, opts)
-        if hasattr(eng, "reset_generator"):
-            eng.reset_generator(args.seed)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = restore_volume(x, grid, eng, fusion=fusions[label],
-                                 planes="both" if fusions[label] in ("mean", "geometric") else fusions[label])
+            out = restore_volume(x, grid, eng, fusion=fusions[label], seed=args.seed,
+                                 planes="both" if fusions[label] in ("mean", "geometric") else fusions[label]).data
         dt = time.perf_counter() - t0
         r = {"engine": label, "restore_s": dt}
         for m in paired_metrics(out, truth, grid.known_mask, data_range=1.0, axes=("xz",)):

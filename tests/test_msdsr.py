@@ -261,8 +261,10 @@ def test_noise_match_gives_unknown_rows_the_measured_noise_level():
 
 
 def test_condition_channels_and_residual_validation():
-    eng = MSDSREngine(preset="tiny")
+    eng = MSDSREngine(preset="tiny", condition="linear")
     assert eng.network.conv_in.conv.in_channels == 1 + 1 + 1  # x_t, mask, linear condition
+    eng = MSDSREngine(preset="tiny")  # default: two-stage, the denoiser sees x_t, mask, stage-1 estimate
+    assert eng.cfg.two_stage and eng.network["denoiser"].conv_in.conv.in_channels == 3
     eng = MSDSREngine(preset="tiny", condition="none", residual=False, mask_channel=False)
     assert eng.network.conv_in.conv.in_channels == 1
     assert MSDSREngine(preset="tiny", prediction_type="v_prediction").cfg["residual"] is False

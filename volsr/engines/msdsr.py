@@ -24,14 +24,17 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 ``mask_channel``
     Feed the known-row mask as an extra input channel (default True; the paper had none).
 ``condition``
-    ``'linear'`` (default): also feed the linear interpolation of the known rows as ``C``
-    input channels - the standard conditioning of diffusion super-resolution (SR3 feeds
-    the bicubic-upsampled image); ``'regression'``: two-stage MSDSR - a masked-row
+    ``'regression'`` (default): two-stage MSDSR - a masked-row
     regression UNet (the MS-UNet of :mod:`volsr.engines.msunet`, trained in the same fit)
     gives a first estimate, and the diffusion model is conditioned on it and predicts the
     residual over it (the DiffBIR / Histo-Diffusion arrangement: restoration first,
     generation of the missing detail second); ``'none'``: the paper (the known rows in
-    ``x_t`` are the only condition).
+    ``x_t`` are the only condition); ``'linear'`` (the default of volsr 0.1): feed the linear
+    interpolation of the known rows as ``C`` input channels - the standard conditioning of
+    diffusion super-resolution (SR3 feeds the bicubic-upsampled image). Measured
+    (``benchmarks/results_two_stage.md``, 2-min fits on 32x128x128, 4x): at realism 0 the
+    two-stage model matches MS-UNet's PSNR/SSIM (fluo 30.52 / 0.745 vs 30.45 / 0.745), which
+    the linear-conditioned model cannot give at any setting.
 ``residual``
     With x0 prediction and a condition: the network predicts ``x0 - condition``, so an
     untrained network already reproduces the condition and a short CPU fit only has to
@@ -41,7 +44,8 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     :meth:`MSDSREngine.restore`): the result is ``estimate + realism * (sample - estimate)``
     on the restored rows. 0 = the regression estimate (the conditional mean: best PSNR/SSIM,
     for measurement and segmentation), 1 = a full diffusion sample (texture at the right
-    scales, for looking; each sample is one plausible volume).
+    scales, for looking; each sample is one plausible volume). Default 0.5 (see
+    ``benchmarks/results_quality.md`` for the measurement behind it).
 ``regressor_features``
     BasicUNet widths of the stage-1 network (two-stage only).
 ``loss``
@@ -117,6 +121,7 @@ from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSam
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
 from .msunet import RowRegressor
+from .unet_common import PIXELS_PER_CHUNK
 
 __all__ = ["MSDSREngine", "MSDSRConfig", "LOSSES", "CONDITIONS", "DATA_RANGES", "PAPER_SETTING"]
 
@@ -149,7 +154,7 @@ class MSDSRConfig(TrainableConfig):
 
     prediction_type: str = "sample"
     mask_channel: bool = True
-    condition: str = "linear"
+    condition: str = "regression"
     residual: bool = True
     loss: str = "l1_unknown"
     data_range: str = "symmetric"
@@ -160,7 +165,7 @@ class MSDSRConfig(TrainableConfig):
     eta: float = 1.0
     timestep_spacing: str = "auto"
     noise_match: float = 1.0
-    realism: float = 1.0
+    realism: float = 0.5
     regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     inference_mode: str = "full"
     tile_overlap: float = 0.25
@@ -295,9 +300,10 @@ class MSDSREngine(LearnedEngine):
         return (x + 1.0) * 0.5 if self.cfg.data_range == "symmetric" else x
 
     # -- stage 1 and the condition ----------------------------------------------------------------
-    def estimate(self, net: torch.nn.Module, measured: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def estimate(self, net: torch.nn.Module, measured: torch.Tensor, known: torch.Tensor,
+                 chunk_pixels: int | None = None) -> torch.Tensor:
         """Stage-1 estimate in normalised units (two-stage), known rows = the measured values."""
-        out = self.regressor(net["regressor"], measured, known)
+        out = self.regressor(net["regressor"], measured, known, chunk_pixels=chunk_pixels)
         return paste_known(out, measured, known)
 
     def condition(self, measured: torch.Tensor, known: torch.Tensor,
@@ -412,7 +418,7 @@ class MSDSREngine(LearnedEngine):
         x = planes.to(self.device, torch.float32)
         known = torch.as_tensor(known, dtype=torch.bool).to(self.device)
         gen = self._generator_for(options.seed) if generator is None or options.seed is not None else generator
-        est = self.estimate(self.sampling_network, x, known) if cfg.two_stage else None
+        est = self.estimate(self.sampling_network, x, known, PIXELS_PER_CHUNK) if cfg.two_stage else None
         if cfg.two_stage and cfg.realism == 0.0:
             out = est
         else:
