@@ -13,7 +13,10 @@ from volsr.sampling import OutputGrid
 
 
 def _engine(**kw):
+    """A one-stage engine (its network is the denoiser itself), outputs depending on inputs."""
     torch.manual_seed(0)
+    if "loss" not in kw:
+        kw.setdefault("condition", "linear")
     eng = MSDSREngine(preset="tiny", sampling_steps=3, **kw)
     with torch.no_grad():  # MONAI zero-initialises the output conv; make outputs depend on inputs
         for p in eng.network.parameters():
@@ -244,7 +247,7 @@ def test_noise_match_gives_unknown_rows_the_measured_noise_level():
     from volsr.sampler import row_noise_std
 
     assert MSDSREngine.default_config()["noise_match"] == 1.0
-    eng = MSDSREngine(preset="tiny", sampling_steps=2)
+    eng = MSDSREngine(preset="tiny", sampling_steps=2, condition="linear")  # one-stage: noise_match unscaled
     eng.trained = True
     g = torch.Generator().manual_seed(0)
     smooth = torch.linspace(0, 1, 64)[None, None, None, :].expand(4, 1, 33, 64)

@@ -51,7 +51,7 @@ def test_realism_zero_is_the_deterministic_estimate_and_one_varies_with_seed():
 
 
 def test_realism_needs_a_two_stage_model():
-    eng = create_engine("msdsr", preset="tiny")
+    eng = create_engine("msdsr", preset="tiny", condition="linear")
     with pytest.raises(VolsrError, match="two-stage"):
         eng.restore(torch.rand(1, 1, 9, 8), _known(9), realism=0.5)
 

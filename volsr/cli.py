@@ -15,13 +15,14 @@ from pathlib import Path
 
 from .errors import Cancelled, OutputError, VolsrError
 
-SUBCOMMAND_MODULES = ("volsr.cli_train", "volsr.cli_eval")
+SUBCOMMAND_MODULES = ("volsr.cli_train", "volsr.cli_eval", "volsr.cli_upscale")
 
 
 class TqdmProgress:
     """progress(stage, done, total, **info) -> one tqdm bar per stage."""
 
-    LABELS = {"fit": "fitting model", "xz": "restoring XZ planes", "yz": "restoring YZ planes", "blur": "3D blur"}
+    LABELS = {"fit": "fitting model", "xz": "restoring XZ planes", "yz": "restoring YZ planes", "blur": "3D blur",
+              "upscale": "upscaling planes"}
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled

@@ -41,6 +41,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget; with --steps, stops at whichever comes first")
     p.add_argument("--crop", type=int, default=None, help="training crop size in pixels (default: the engine's)")
+    p.add_argument("--task", default="rows", choices=["rows", "upscale"],
+                   help="rows: z restoration (default); upscale: in-plane super-resolution by --scale")
+    p.add_argument("--scale", type=int, default=4, help="with --task upscale: the upscaling factor (default 4)")
+    p.add_argument("--psf-sigma-z", type=float, metavar="SIGMA",
+                   help="with --task rows: axial PSF (extra z blur, Gaussian sigma in output pixels)")
     p.add_argument("--batch-size", type=int, default=16, help="planes per step (default 16)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the engine's)")
     p.add_argument("--preset", default="small", help="network size preset: small (CPU, default) or paper")
@@ -57,6 +62,27 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                               description="List the models shipped with volsr (usable as --model NAME).")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
     m.set_defaults(func=run_models)
+
+
+def _degradation(args):
+    """The training degradation for --task / --scale / --psf-sigma-z (checked before any data are read)."""
+    from .degrade import IsotropicDegradation, RowDegradation
+    from .engines import get_engine_class
+
+    if args.task == "upscale":
+        if not get_engine_class(args.engine).capabilities.upscale:
+            raise VolsrError(f"engine '{args.engine}' cannot be trained to upscale images; "
+                             f"2D engines: {', '.join(n for n in learned_engines() if _upscales(n))}")
+        if args.psf_sigma_z is not None:
+            raise VolsrError("--psf-sigma-z is the axial PSF of z restoration (--task rows), not of --task upscale")
+        return IsotropicDegradation(scale=args.scale)
+    return RowDegradation(psf_sigma=args.psf_sigma_z or 0.0)
+
+
+def _upscales(name: str) -> bool:
+    from .engines import get_engine_class
+
+    return get_engine_class(name).capabilities.upscale
 
 
 def _checkpoint_path(args) -> Path:
@@ -81,7 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise OutputError(f"folder {out.parent} does not exist; create it first")
     ckpt = _checkpoint_path(args)
 
-    opts = {"preset": args.preset}
+    opts = {"preset": args.preset, "degradation": _degradation(args)}
     if args.crop is not None:
         opts["crop"] = args.crop
     engine = create_engine(args.engine, device=args.device, **opts)

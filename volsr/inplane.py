@@ -21,14 +21,30 @@ from .volume import VolumeResult, slab_seed
 __all__ = ["upscale_volume"]
 
 
+def _upscale_planes(engine: Engine, planes: torch.Tensor, scale: int, opts: RestoreOptions, tile: int | None,
+                    overlap: float, cancel) -> torch.Tensor:
+    """One batch of planes; planes larger than ``tile`` go through overlapping, blended tiles."""
+    if tile is None or max(planes.shape[-2:]) <= tile:
+        return engine.upscale(planes, scale, opts, cancel=cancel)
+    from monai.inferers import sliding_window_inference
+
+    side = min(int(tile), *planes.shape[-2:])
+    return sliding_window_inference(  # MONAI scales the window grid by the output/input size ratio
+        planes, roi_size=(side, side), sw_batch_size=1, overlap=float(overlap), mode="gaussian",
+        padding_mode="reflect", predictor=lambda z: engine.upscale(z, scale, opts, cancel=cancel))
+
+
 def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOptions | None = None,
-                   batch_size: int | None = None, seed: int = 0, out=None,
+                   batch_size: int | None = None, seed: int = 0, out=None, tile: int | None = 512,
+                   overlap: float = 0.125,
                    progress: Callable[[str, int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None) -> VolumeResult:
     """Upscale every XY plane of a normalised (C, Z, Y, X) volume by an integer ``scale``.
 
     Returns a :class:`volsr.volume.VolumeResult` with ``data`` (C, Z, Y*scale, X*scale).
-    The engine sees (N, C, Y, X) batches of planes; known rows do not apply.
+    The engine sees (N, C, Y, X) batches of planes; planes wider than ``tile`` (input pixels)
+    are cut into overlapping tiles blended with Gaussian weights (MONAI sliding-window
+    inference), so the engine's memory is bounded by the tile; the output plane is held whole.
     """
     if getattr(volume, "ndim", None) != 4:
         raise InputError(f"volume must be (C, Z, Y, X), got shape {getattr(volume, 'shape', None)}")
@@ -40,6 +56,8 @@ def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOption
     elif tuple(out.shape) != shape:
         raise InputError(f"out has shape {tuple(out.shape)}, the upscaling needs {shape}")
     opts = make_options(options)
+    if tile is not None and (int(tile) < 8 or not 0 <= float(overlap) < 1):
+        raise InputError(f"tile must be >= 8 pixels and overlap in [0, 1), got tile={tile}, overlap={overlap}")
     per = int(batch_size or max(1, (1 << 22) // max(1, c * ny * nx * grid.yx_scale**2)))
     if progress is not None:
         progress("upscale", 0, nz)
@@ -49,8 +67,8 @@ def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOption
         sl = slice(z0, min(nz, z0 + per))
         planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(volume[:, sl], np.float32), 1, 0)))
         with torch.no_grad():
-            res = engine.upscale(planes.to(engine.device), grid.yx_scale, opts.replace(seed=slab_seed(seed, "xy", z0)),
-                                 cancel=cancel)
+            res = _upscale_planes(engine, planes.to(engine.device), grid.yx_scale,
+                                  opts.replace(seed=slab_seed(seed, "xy", z0)), tile, overlap, cancel)
         out[:, sl] = np.moveaxis(res.float().cpu().numpy(), 0, 1)
         if progress is not None:
             progress("upscale", sl.stop, nz)

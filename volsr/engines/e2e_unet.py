@@ -25,12 +25,14 @@ the mean of the two input planes; ``preset='paper'`` sets ``residual=False``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 import torch
 
+from ..degrade import RowDegradation
 from ..errors import Cancelled, InputError, VolsrError
 from ..sampling import OutputGrid
 from .base import Capabilities, RestoreOptions
@@ -87,6 +89,15 @@ def subdivision_plan(a: int, b: int) -> tuple[list[tuple[float, float, float]], 
     return calls, rows
 
 
+@dataclasses.dataclass(frozen=True)
+class E2EUNetConfig(UNetConfig):
+    def validate(self) -> None:
+        super().validate()
+        if self.degradation != RowDegradation():
+            raise VolsrError("e2e-unet learns from XY plane triplets at the stack's own spacing; it takes no "
+                             "degradation (no axial PSF, no in-plane task)")
+
+
 class E2EUNetEngine(LearnedEngine):
     """Midway-plane UNet applied recursively between measured planes; see the module docstring.
 
@@ -103,7 +114,7 @@ class E2EUNetEngine(LearnedEngine):
     description = "end-to-end UNet predicting the plane between two XY planes, applied recursively (paper baseline)"
     capabilities: ClassVar[Capabilities] = Capabilities(rows=False, volume=True, learned=True,
                                                         training_data="triplets")
-    Config = UNetConfig
+    Config = E2EUNetConfig
     PRESETS = unet_presets({"residual": False, "ema_decay": 0.9999})
 
     def build_network(self) -> torch.nn.Module:

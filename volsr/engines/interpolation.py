@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.interpolate import interp1d, make_interp_spline
 
-from .base import Engine
+from .base import Capabilities, Engine
 from .registry import register_engine
 
 
@@ -74,3 +75,15 @@ class CubicEngine(_InterpolationEngine):
     name = "cubic"
     kind = "cubic"
     description = "cubic spline interpolation along z (baseline)"
+
+
+@register_engine
+class BicubicEngine(Engine):
+    """Bicubic in-plane upscaling (PyTorch, a = -0.75, pixel-area grid): the 2D baseline."""
+
+    name = "bicubic"
+    description = "bicubic in-plane upscaling (2D baseline)"
+    capabilities = Capabilities(rows=False, upscale=True)
+
+    def _upscale(self, images, scale, options, **run):
+        return F.interpolate(images.float(), scale_factor=scale, mode="bicubic", align_corners=False).to(images.dtype)

@@ -174,6 +174,9 @@ class MSDSRConfig(TrainableConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.degradation.kind != "rows":
+            raise VolsrError("MSDSR restores z (the 'rows' degradation); in-plane upscaling is not available for "
+                             "it yet — use a 2D engine (e.g. msunet with --task upscale)")
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("loss", self.loss, LOSSES)
         check_choice("data_range", self.data_range, DATA_RANGES)

@@ -28,6 +28,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from ..config import check_choice
 from ..errors import VolsrError
@@ -101,6 +102,16 @@ class RowRegressor:
         out = forward_padded(net, x, chunk_pixels=chunk_pixels)
         return out + x[:, : self.channels] if self.residual else out
 
+    def upscale(self, net: torch.nn.Module, images: torch.Tensor, scale: int,
+                chunk_pixels: int | None = None) -> torch.Tensor:
+        """In-plane task: the bicubic upsampling is the input (no row is known: mask channel 0)."""
+        up = F.interpolate(images, scale_factor=int(scale), mode="bicubic", align_corners=False)
+        x = up
+        if self.mask_channel:
+            x = torch.cat([up, torch.zeros_like(up[:, :1])], dim=1)
+        out = forward_padded(net, x, chunk_pixels=chunk_pixels)
+        return out + up if self.residual else out
+
 
 class MSUNetEngine(LearnedEngine):
     """Masked-slice regression UNet (the paper's MS-UNet baseline); see the module docstring.
@@ -116,7 +127,7 @@ class MSUNetEngine(LearnedEngine):
 
     name = "msunet"
     description = "masked-slice regression UNet (MSDSR paper's MS-UNet baseline): one pass, L1"
-    capabilities: ClassVar[Capabilities] = Capabilities(learned=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(learned=True, upscale=True)
     Config = MSUNetConfig
     PRESETS = unet_presets({"fill": "noise", "residual": False, "mask_channel": False, "loss_rows": "all",
                             "mask_scheme": "random", "ema_decay": 0.9999})
@@ -129,9 +140,28 @@ class MSUNetEngine(LearnedEngine):
     def build_network(self) -> torch.nn.Module:
         return self.regressor.build(self.cfg.features, self.cfg.norm, self.cfg.upsample)
 
+    @property
+    def task(self) -> str:
+        """'rows' (z restoration) or 'isotropic' (in-plane upscaling): what the model was trained for."""
+        return self.cfg.degradation.kind
+
+    def _check_task(self, task: str) -> None:
+        if self.task != task:
+            what = {"rows": "restore z (rows of XZ/YZ planes)", "isotropic": "upscale images in-plane"}
+            raise VolsrError(f"this '{self.name}' model was trained to {what[self.task]}; it cannot "
+                             f"{what[task]} — train one with --task {'upscale' if task == 'isotropic' else 'rows'}")
+
     def training_loss(self, hr: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L1 between the one-pass prediction from the (degraded) known rows and the HR plane."""
+        """L1 between the one-pass prediction from the (degraded) known rows and the HR plane.
+
+        In-plane task (isotropic degradation): L1 between the upscaled degraded crop and the crop.
+        """
         self.check_channels(hr.shape[1])
+        if self.task == "isotropic":
+            deg = self.cfg.degradation
+            h, w = hr.shape[-2:]
+            hr = hr[..., : h // deg.scale * deg.scale, : w // deg.scale * deg.scale]
+            return (self.regressor.upscale(self.network, deg(hr), deg.scale) - hr).abs().mean()
         measured = self.cfg.degradation.measured(hr)
         diff = (self.regressor(self.network, measured, known, generator) - hr).abs()
         if self.cfg.loss_rows == "unknown":
@@ -147,6 +177,7 @@ class MSUNetEngine(LearnedEngine):
         caps planes per forward call (default: by pixel count).
         """
         self.check_channels(planes.shape[1])
+        self._check_task("rows")
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(options.seed or 0))
         x = planes.to(self.device, torch.float32)
@@ -156,3 +187,15 @@ class MSUNetEngine(LearnedEngine):
         out = self.regressor(self.sampling_network.eval(), x, known.to(self.device), gen,
                              chunk_pixels=chunk or PIXELS_PER_CHUNK)
         return out.to(planes.device, planes.dtype)
+
+    @torch.no_grad()
+    def _upscale(self, images: torch.Tensor, scale: int, options: RestoreOptions, **run: Any) -> torch.Tensor:
+        """One pass of the EMA network on the bicubic upsampling (models trained with --task upscale)."""
+        self.check_channels(images.shape[1])
+        self._check_task("isotropic")
+        if int(scale) != self.cfg.degradation.scale:
+            raise VolsrError(f"this model was trained for {self.cfg.degradation.scale}x upscaling, not {scale}x; "
+                             f"use --scale {self.cfg.degradation.scale} or train a model for {scale}x")
+        out = self.regressor.upscale(self.sampling_network.eval(), images.to(self.device, torch.float32), int(scale),
+                                     chunk_pixels=PIXELS_PER_CHUNK)
+        return out.to(images.device, images.dtype)

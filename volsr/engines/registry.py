@@ -16,6 +16,7 @@ _BUILTIN: dict[str, str] = {
     "nearest": "volsr.engines.interpolation:NearestEngine",
     "linear": "volsr.engines.interpolation:LinearEngine",
     "cubic": "volsr.engines.interpolation:CubicEngine",
+    "bicubic": "volsr.engines.interpolation:BicubicEngine",
     "msdsr": "volsr.engines.msdsr:MSDSREngine",
     "msunet": "volsr.engines.msunet:MSUNetEngine",
     "e2e-unet": "volsr.engines.e2e_unet:E2EUNetEngine",
