@@ -152,3 +152,19 @@ def test_nearest_and_cubic_values():
     cub = _rv(vol, grid, create_engine("cubic"))[0, :, 0, 0]
     # 3 points -> quadratic through (0,0), (2,2), (4,8): v = z^2/2
     np.testing.assert_allclose(cub, [0, 0.5, 2, 4.5, 8], atol=1e-5)
+
+
+def test_bfloat16_restoration_close_to_float32_and_float32_bit_reproducible():
+    from volsr.engines import create_engine as make
+
+    eng = make("msunet", preset="tiny")
+    eng.trained = True
+    vol = np.random.default_rng(0).random((1, 4, 24, 20)).astype(np.float32)
+    grid = OutputGrid(4, 3)
+    a = restore_volume(vol, grid, eng, seed=3).data
+    b = restore_volume(vol, grid, eng, seed=3).data
+    np.testing.assert_array_equal(a, b)
+    c = restore_volume(vol, grid, eng, seed=3, precision="bfloat16").data
+    assert np.abs(c - a).max() < 0.05  # bf16 keeps 8 bits of mantissa; normalised units
+    with pytest.raises(InputError, match="precision"):
+        restore_volume(vol, grid, eng, precision="float8")

@@ -20,6 +20,7 @@ from .engines.base import RestoreOptions, make_options
 from .engines.base import check_options as check_engine_options
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
+from .precision import check_precision
 from .sampling import OutputGrid, VolumeGrid, check_factor
 from .train import check_budget
 from .volume import check_options, restore_volume
@@ -276,6 +277,7 @@ def restore(
     psf_sigma_z: float | str | None = None,
     psf_file: str | Path | None = None,
     output_dtype: str = "same",
+    precision: str = "float32",
     progress: Callable[..., None] | None = None,
     cancel: Callable[[], bool] | None = None,
     engine_options: dict | None = None,
@@ -294,13 +296,11 @@ def restore(
         A ``.volsr`` model file (its engine is used).
     z_factor : float, optional
         z spacing / xy spacing (>= 1). Default: from the file's voxel spacing.
-    axes : str, optional
-        Axes string of ``source`` (e.g. ``'ZCYX'``); overrides the file's.
-    spacing : (z, y, x), optional
-        Voxel spacing; overrides the file's (arrays have none otherwise).
+    axes, spacing : str, (z, y, x), optional
+        Override the file's axes string (e.g. ``'ZCYX'``) and voxel spacing.
     planes, fusion, blur_sigma, batch_size, n_samples
         See :func:`volsr.volume.restore_volume`.
-    device : {'auto', 'cpu', 'cuda'}, default 'auto'
+    device : {'auto', 'cpu', 'cuda'}
     init_model, model_out : path, optional
         Start the fit from this model (fine-tuning); where to save a model fitted here.
     sampling_steps : int, optional
@@ -312,8 +312,8 @@ def restore(
         Two-stage MSDSR: 0 = regression estimate (PSNR/SSIM; measurement), 1 = diffusion sample.
     psf_sigma_z, psf_file : optional
         Axial PSF for the fit (:func:`axial_degradation`): sigma in output px or ``'0.8um'``; a PSF TIFF.
-    output_dtype : {'same', 'float32'}
-        ``same`` rounds/clips to the input dtype; ``float32`` keeps full precision.
+    precision : {'float32', 'bfloat16'}: network arithmetic (float32 is bit-reproducible).
+    output_dtype : {'same', 'float32'}: round/clip to the input dtype, or keep float32.
     progress : callable(stage, done, total, **info); cancel : callable() -> bool, optional
         Polled between batches; True raises :class:`volsr.errors.Cancelled`.
         Returns a :class:`RestoreResult`.
@@ -329,6 +329,7 @@ def restore(
     t0 = time.perf_counter()
     planes, fusion = check_options(planes, fusion)
     _check_call(batch_size, output_dtype)
+    check_precision(precision)
     options = _options(sampling_steps, noise_match, realism)
     stack = as_stack(source, axes=axes, spacing=spacing)
     czyx = _canonical_zstack(stack)
@@ -347,6 +348,7 @@ def restore(
     result = restore_volume(
         normalizer.forward(czyx), grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma,
         batch_size=batch_size, n_samples=n_samples, seed=seed, options=options, progress=progress, cancel=cancel,
+        precision=precision,
     )
     return _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, output_dtype,
                    {"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1})

@@ -159,7 +159,7 @@ def cmd_infer(args) -> int:
             fit_steps=args.fit_steps, fit_minutes=args.fit_minutes, model_out=model_out, seed=args.seed,
             init_model=args.init_model,
             n_samples=args.n_samples, sampling_steps=args.steps, noise_match=args.noise_match,
-            realism=args.realism, psf_sigma_z=args.psf_sigma_z, psf_file=args.psf_file,
+            realism=args.realism, psf_sigma_z=args.psf_sigma_z, psf_file=args.psf_file, precision=args.precision,
             output_dtype="float32" if args.float32 else "same", progress=progress,
         )
     finally:
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--float32", action="store_true", help="write float32 instead of the input dtype")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="network arithmetic: float32 (default, bit-reproducible) or bfloat16 autocast (faster)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_infer)

@@ -26,6 +26,7 @@ from scipy.ndimage import gaussian_filter
 
 from .engines.base import Engine, RestoreOptions, make_options
 from .errors import Cancelled, InputError
+from .precision import check_precision, inference_context
 from .sampling import OutputGrid
 
 PLANES = ("both", "xz", "yz")
@@ -116,6 +117,7 @@ def _run_direction(
     volume, grid: OutputGrid, engine: Engine, axis: str, batch_size: int, n_samples: int,
     write: Callable[[slice, np.ndarray, np.ndarray | None], None],
     progress: ProgressFn | None, cancel: Callable[[], bool] | None, options: RestoreOptions, seed: int,
+    precision: str = "float32",
 ) -> None:
     """Restore all planes along one direction; ``write(sl, planes, std)`` stores each batch."""
     c, _, ny, nx = volume.shape
@@ -136,7 +138,7 @@ def _run_direction(
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
             run["progress"] = _batch_progress(progress, axis, start, sl.stop - start, n)
-        with torch.no_grad():
+        with inference_context(engine.device, precision):
             if n_samples > 1:
                 mean, std = engine.restore_with_std(planes, known, n_samples, opts, **run)
                 write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())
@@ -192,7 +194,7 @@ def _paste_measured(out, std, volume, grid: OutputGrid, slab: int = 64) -> None:
 
 
 def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
-                seed) -> None:
+                seed, precision) -> None:
     """Both directions (or one), each written or fused into ``out``."""
     c, _, ny, nx = volume.shape
     first = "xz" if planes in ("both", "xz") else "yz"
@@ -200,7 +202,7 @@ def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_sa
     for axis, write, side in (("xz", write_xz, nx), ("yz", write_yz, ny)):
         if planes in ("both", axis):
             bs = int(batch_size or default_batch_size(engine, c, grid.n_out, side))
-            _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed)
+            _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed, precision)
 
 
 def restore_volume(
@@ -218,6 +220,7 @@ def restore_volume(
     options: RestoreOptions | None = None,
     out=None,
     std_out=None,
+    precision: str = "float32",
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
     **option_kwargs: Any,
@@ -239,8 +242,7 @@ def restore_volume(
         How the XZ and YZ results are combined (``xz``/``yz`` keep one direction only).
     blur_sigma : float, optional
         3D Gaussian post-blur (paper ablation: 3x3x3 kernel, sigma 0.5).
-    keep_measured : bool
-        Paste the measured planes back after fusion/blur so they come back unchanged.
+    keep_measured : bool: paste the measured planes back after fusion/blur (unchanged).
     batch_size : int, optional
         Planes per engine call (a slab); default from :func:`default_batch_size`.
         ``options.batch_size`` separately caps planes per network call inside the engine.
@@ -250,13 +252,12 @@ def restore_volume(
     seed : int
         Root of the per-slab seeds (:func:`slab_seed`).
     options : RestoreOptions, optional
-        Per-call engine options (also accepted as keywords, e.g. ``sampling_steps=5``).
+        Per-call engine options (or as keywords, e.g. ``sampling_steps=5``).
     out, std_out : array-like (C, grid.n_out, Y, X), optional
         Where to write (e.g. a zarr array); default new float32 NumPy arrays.
-    progress : callable(stage, done, total), optional
-    cancel : callable() -> bool, optional
-        Checked between batches (and by learned engines between steps); True raises
-        :class:`volsr.errors.Cancelled`.
+    precision : {'float32', 'bfloat16'}: network arithmetic (:mod:`volsr.precision`).
+    progress : callable(stage, done, total); cancel : callable() -> bool, optional
+        Cancel is checked between batches (learned engines: between steps) and raises Cancelled.
 
     Returns
     -------
@@ -281,6 +282,7 @@ def restore_volume(
     if n_samples < 1:
         raise InputError(f"n_samples must be >= 1, got {n_samples}")
     opts = make_options(options, **option_kwargs)
+    check_precision(precision)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
         raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
     shape = (c, grid.n_out, ny, nx)
@@ -293,7 +295,7 @@ def restore_volume(
                                                     progress=progress, cancel=cancel), dtype=np.float32)
     else:
         _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
-                    seed)
+                    seed, precision)
     if blur_sigma:
         if progress is not None:
             progress("blur", 0, 1)
