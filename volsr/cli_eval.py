@@ -156,8 +156,7 @@ def _measured_planes(args, stack, n_planes: int):
     from .io import check_measured_planes
     from .sampling import measured_positions
 
-    given = getattr(args, "measured_planes", None)
-    factor = getattr(args, "factor", None)
+    given, factor = args.measured_planes, args.factor
     if given is not None and factor is not None:
         raise VolsrError("give --measured-planes or --factor, not both")
     if given is not None:

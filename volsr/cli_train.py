@@ -156,7 +156,7 @@ def run_models(args: argparse.Namespace) -> int:
     from .checkpoint import bundled_models_dir, list_bundled_models
 
     models = list_bundled_models()
-    if getattr(args, "json", False):
+    if args.json:
         print(json.dumps(models, indent=2))
         return 0
     if not models:

@@ -142,9 +142,9 @@ def fit_zero_shot(eng: Engine, czyx: np.ndarray, scale: int, *, fit_steps=None, 
 
 
 def _check_scale(scale, eng: Engine) -> int:
-    if scale is None:
-        deg = getattr(getattr(eng, "cfg", None), "degradation", None)
-        scale = getattr(deg, "scale", None) or DEFAULT_SCALE  # a 2D model knows its scale
+    if scale is None:  # a 2D model knows its scale
+        trained_2d = eng.learned and eng.trained and eng.cfg.degradation.kind == "isotropic"
+        scale = eng.cfg.degradation.scale if trained_2d else DEFAULT_SCALE
     if isinstance(scale, bool) or not float(scale).is_integer() or int(scale) < 1:
         raise InputError(f"--scale must be a whole number >= 1, got {scale!r}")
     return int(scale)
