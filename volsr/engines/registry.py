@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "msdsr": "volsr.engines.msdsr:MSDSREngine",
     "msunet": "volsr.engines.msunet:MSUNetEngine",
     "e2e-unet": "volsr.engines.e2e_unet:E2EUNetEngine",
+    "brainsr": "volsr.engines.brainsr:BrainSREngine",
 }
 _REGISTERED: dict[str, type[Engine]] = {}
 

@@ -1,0 +1,171 @@
+"""The brainsr engine: FFT patch loss, one-step latent sampler, both tasks, model files, config checks."""
+
+import numpy as np
+import pytest
+import torch
+
+import volsr
+from volsr.cli import main
+from volsr.config import ConfigError
+from volsr.degrade import IsotropicDegradation
+from volsr.engines.brainsr import BrainSREngine
+from volsr.errors import ModelFileError
+from volsr.losses import fft_patch_loss, patch_spectra
+from volsr.sampling import OutputGrid
+from volsr.upscaling import upscale
+from volsr.volume import restore_volume
+
+FIT = dict(steps=1, batch_size=2)
+
+
+def _blobs(shape=(64, 64), seed=0):
+    from scipy.ndimage import gaussian_filter
+
+    img = gaussian_filter(np.random.default_rng(seed).random(shape), 1.5)
+    return ((img - img.min()) / (img.max() - img.min())).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def upscaler():
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    eng.fit(_blobs(), **FIT)
+    return eng
+
+
+# -- FFT patch loss ---------------------------------------------------------------------------
+def test_fft_patch_loss_zero_for_identical_and_positive_for_blur():
+    x = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert float(fft_patch_loss(x, x)) == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert float(fft_patch_loss(blurred, x)) > 0.1
+    assert float(fft_patch_loss(blurred, x, reduction="mean")) == pytest.approx(
+        float(fft_patch_loss(blurred, x)) / (4 * 16), rel=1e-5)
+
+
+def test_fft_patch_loss_ignores_a_circular_shift_inside_a_patch():
+    x = torch.rand(1, 4, 4, 4, generator=torch.Generator().manual_seed(1))  # one 4x4 patch (stride 2)
+    shifted = torch.roll(x, shifts=(1, 3), dims=(2, 3))
+    assert float(fft_patch_loss(shifted, x, patch=4, stride=2)) < 1e-5
+    assert float((shifted - x).abs().mean()) > 0.1  # a pixel loss sees it
+
+
+def test_patch_configuration_is_size_and_stride():
+    spec = patch_spectra(torch.rand(1, 4, 8, 8), patch=4, stride=2)  # starts 0, 2, 4 per axis
+    assert tuple(spec.shape) == (1, 9, 4, 4, 4)
+    assert patch_spectra(torch.rand(1, 1, 16, 16), 8, 4).shape[1] == 9
+    assert patch_spectra(torch.rand(1, 1, 9, 9), 4, 2).shape[1] == 16  # padded so the border is covered
+    with pytest.raises(volsr.VolsrError, match="stride"):
+        fft_patch_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), patch=2, stride=4)
+
+
+# -- sampler, model file -----------------------------------------------------------------------
+def test_one_step_sampler_shapes():
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=4))
+    z = torch.randn(3, 4, 8, 10)
+    assert eng.one_step(z).shape == z.shape
+    assert eng.super_resolve(torch.rand(2, 1, 32, 40)).shape == (2, 1, 32, 40)
+    out = eng.upscale(torch.rand(1, 1, 7, 9), 4)  # padded to the autoencoder x denoiser multiple and back
+    assert out.shape == (1, 1, 28, 36) and torch.isfinite(out).all()
+
+
+def test_stochastic_seeded_and_deterministic_without_sampling(upscaler):
+    img = torch.from_numpy(_blobs((12, 12)))[None, None]
+    a, b = upscaler.upscale(img, 2, seed=1), upscaler.upscale(img, 2, seed=1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, upscaler.upscale(img, 2, seed=2))
+
+
+def test_save_load_round_trip(upscaler, tmp_path):
+    path = upscaler.save(tmp_path / "b.volsr")
+    back = volsr.load_engine(path)
+    assert isinstance(back, BrainSREngine) and back.cfg == upscaler.cfg
+    img = torch.from_numpy(_blobs((12, 16)))[None, None]
+    torch.testing.assert_close(back.upscale(img, 2, seed=3), upscaler.upscale(img, 2, seed=3))
+    assert float(back.network["autoencoder"].latent_std) == float(upscaler.ema["autoencoder"].latent_std)
+
+
+# -- both tasks ------------------------------------------------------------------------------------
+def test_cli_train_upscale_then_upscale_with_the_model(tmp_path):
+    src = volsr.write_stack(tmp_path / "hr.tif", _blobs((64, 64), 2), "YX", spacing=(None, 0.5, 0.5))
+    model = tmp_path / "m.volsr"
+    assert main(["train", str(src), "-o", str(model), "--engine", "brainsr", "--preset", "tiny", "--task", "upscale",
+                 "--scale", "4", "--steps", "2", "--batch-size", "2"]) == 0
+    res = upscale(_blobs((10, 12), 3), model=model, output_dtype="float32")
+    assert res.scale == 4 and res.data.shape == (40, 48) and np.isfinite(res.data).all()
+
+
+def test_zero_shot_fit():
+    res = upscale(_blobs((16, 16), 4), 2, engine="brainsr", fit_steps=1, output_dtype="float32")
+    assert res.data.shape == (32, 32) and "zero-shot" in res.engine.provenance["fit"]
+
+
+def test_rows_task_keeps_measured_rows_and_refuses_upscaling():
+    vol = np.stack([_blobs((24, 24), s) for s in range(4)])[None]  # (C, Z, Y, X)
+    eng = BrainSREngine(preset="tiny")
+    eng.fit(vol[0], **FIT)
+    grid = OutputGrid(4, 3)
+    res = restore_volume(vol, grid, eng)
+    assert res.data.shape == (1, grid.n_out, 24, 24) and np.isfinite(res.data).all()
+    np.testing.assert_allclose(res.data[:, grid.positions], vol, atol=1e-6)
+    with pytest.raises(volsr.VolsrError, match="trained to restore z"):
+        eng.upscale(torch.rand(1, 1, 8, 8), 2)
+    mean, std = eng.restore_with_std(torch.rand(2, 1, 12, 16), torch.arange(12) % 3 == 0, 3)
+    assert std.shape == mean.shape and float(std[:, :, ::3].abs().max()) == 0.0 and float(std.max()) > 0
+
+
+def test_upscale_model_refuses_rows(upscaler):
+    with pytest.raises(volsr.VolsrError, match="trained to upscale"):
+        upscaler.restore(torch.rand(1, 1, 8, 8), torch.arange(8) % 2 == 0)
+    with pytest.raises(volsr.VolsrError, match="trained for 2x"):
+        upscaler.upscale(torch.rand(1, 1, 8, 8), 3)
+
+
+# -- pretrained parts ----------------------------------------------------------------------------
+def test_pretrained_parts_load_freeze_and_refuse_misfits(tmp_path):
+    from monai.networks.nets import AutoencoderKL
+    from safetensors.torch import save_file
+
+    ae = AutoencoderKL(spatial_dims=2, channels=(8, 8, 16), latent_channels=4, norm_num_groups=4,
+                       attention_levels=(False,) * 3, num_res_blocks=1,
+                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp_path / "ae.safetensors"))
+    eng = BrainSREngine.from_pretrained_parts(autoencoder=tmp_path / "ae.safetensors", preset="tiny",
+                                              degradation=IsotropicDegradation(scale=2), latent_scale=0.5)
+    assert eng.cfg.freeze == ("autoencoder",)
+    assert [p.name for p in eng.trainable_parts()] == ["denoiser", "noise_predictor"]
+    eng.fit(_blobs(), **FIT)
+    for k, v in ae.state_dict().items():
+        torch.testing.assert_close(eng.ema["autoencoder"].state_dict()[k], v)
+    with pytest.raises(ModelFileError, match="does not fit the configured MONAI autoencoder"):
+        BrainSREngine.from_pretrained_parts(autoencoder=tmp_path / "ae.safetensors", preset="small")
+    with pytest.raises(ModelFileError, match="do not exist"):
+        BrainSREngine.from_pretrained_parts(denoiser=tmp_path / "nope.safetensors", preset="tiny")
+
+
+# -- config ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, match", [
+    ({"lambda_fft": -1.0}, "lambda_fft"),
+    ({"lambda_fft": 0.0, "lambda_perceptual": 0.0}, "no loss"),
+    ({"fft_patch": 4, "fft_stride": 8}, "fft_stride"),
+    ({"fft_patch": 0}, "fft_patch"),
+    ({"fft_patch": 16, "crop": 32}, "smaller than fft_patch"),
+    ({"kl_weight": 2.0}, "kl_weight"),
+    ({"t_star": 1000}, "t_star"),
+    ({"ae_channels": (8, 16)}, "ae_channels"),
+    ({"ae_norm_groups": 3}, "ae_norm_groups"),
+    ({"perceptual": "lpips"}, "perceptual"),
+    ({"freeze": ("noise_predictor",)}, "freeze"),
+    ({"bogus": 1}, "unknown config key"),
+])
+def test_config_validation(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        BrainSREngine(preset="tiny", **bad)
+
+
+def test_registered_with_capabilities():
+    from volsr.engines import get_engine_class
+
+    cls = get_engine_class("brainsr")
+    caps = cls.capabilities
+    assert cls is BrainSREngine and caps.learned and caps.upscale and caps.rows and caps.stochastic
+    assert "brainsr" in volsr.list_engines()
