@@ -169,3 +169,17 @@ def test_registered_with_capabilities():
     caps = cls.capabilities
     assert cls is BrainSREngine and caps.learned and caps.upscale and caps.rows and caps.stochastic
     assert "brainsr" in volsr.list_engines()
+
+
+def test_adversarial_term_after_its_delay_and_paper_preset_config():
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2), lambda_adv=0.1, adv_start=1)
+    assert "discriminator" in [p.name for p in eng.trainable_parts()]
+    hr = torch.rand(2, 1, 32, 32)
+    disc = eng.network["discriminator"]
+    eng.training_loss(hr, None).backward()  # step 0: before the delay, no adversarial gradient
+    assert all(p.grad is None for p in disc.parameters())
+    eng.training_loss(hr, None).backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in disc.parameters())
+    cfg = BrainSREngine.make_config(preset="paper")
+    assert (cfg.lambda_adv, cfg.lambda_fft, cfg.lambda_perceptual, cfg.lambda_l2) == (0.08, 0.4, 0.7, 0.0)
+    assert (cfg.fft_patch, cfg.fft_stride) == (4, 2)

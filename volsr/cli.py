@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", help="TIFF / OME-TIFF / ImageJ TIFF, .npy or NIfTI stack")
     p.add_argument("-o", "--output", help="output path (default: <input>_volsr.tif, OME-TIFF)")
     p.add_argument("--sample", action="store_true", help="restore the bundled sample stack")
-    p.add_argument("--engine", default="msdsr", help="msdsr (default), msunet, e2e-unet, nearest, linear, cubic")
+    p.add_argument("--engine", default="msdsr", help="msdsr (default), msunet, e2e-unet, brainsr, nearest, linear, cubic")
     p.add_argument("--model", help="a .volsr model file or bundled model name (see `volsr models`)")
     p.add_argument("--fit", action="store_true", help="with --sample: fit on the sample instead of the bundled model")
     p.add_argument("--init-model", metavar="MODEL",

@@ -338,8 +338,8 @@ class BrainSREngine(LearnedEngine):
                  "noise_predictor": NoisePredictor(LATENT_CHANNELS, int(c.np_width), int(c.np_layers))}
         if c.lambda_adv > 0:
             parts["discriminator"] = PatchDiscriminator(
-                spatial_dims=2, channels=int(c.disc_channels), in_channels=LATENT_CHANNELS, num_layers_d=2,
-                norm="INSTANCE")
+                spatial_dims=2, channels=int(c.disc_channels), in_channels=LATENT_CHANNELS, num_layers_d=2, kernel_size=3,
+                norm="BATCH")
         return torch.nn.ModuleDict(parts)
 
     def trainable_parts(self) -> list[TrainablePart]:
