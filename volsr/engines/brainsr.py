@@ -362,17 +362,6 @@ class BrainSREngine(LearnedEngine):
         """Image sides are padded to multiples of this (autoencoder x denoiser downsampling)."""
         return AE_DOWNSAMPLING * 2 ** (len(self.cfg.denoiser_channels) - 1)
 
-    @property
-    def task(self) -> str:
-        """'rows' (z restoration) or 'isotropic' (in-plane upscaling): what the model was trained for."""
-        return self.cfg.degradation.kind
-
-    def _check_task(self, task: str) -> None:
-        if self.task != task:
-            what = {"rows": "restore z (rows of XZ/YZ planes)", "isotropic": "upscale images in-plane"}
-            raise VolsrError(f"this '{self.name}' model was trained to {what[self.task]}; it cannot "
-                             f"{what[task]} — train one with --task {'upscale' if task == 'isotropic' else 'rows'}")
-
     # -- pretrained parts -------------------------------------------------------------------------
     @classmethod
     def from_pretrained_parts(cls, autoencoder=None, denoiser=None, *, freeze: bool = True, device="cpu",

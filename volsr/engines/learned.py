@@ -188,6 +188,18 @@ class LearnedEngine(Engine):
                 "use a model trained on data with the same channels, or fit a new one"
             )
 
+    # -- task (the degradation the model was trained with) ---------------------------------
+    @property
+    def task(self) -> str:
+        """'rows' (z restoration) or 'isotropic' (in-plane upscaling): what the model was trained for."""
+        return self.cfg.degradation.kind
+
+    def _check_task(self, task: str) -> None:
+        if self.task != task:
+            what = {"rows": "restore z (rows of XZ/YZ planes)", "isotropic": "upscale images in-plane"}
+            raise VolsrError(f"this '{self.name}' model was trained to {what[self.task]}; it cannot "
+                             f"{what[task]} — train one with --task {'upscale' if task == 'isotropic' else 'rows'}")
+
     def fit_crop_to(self, side: int) -> None:
         """An untrained engine meets a stack narrower than half its crop: fit on crops that fit.
 

@@ -140,17 +140,6 @@ class MSUNetEngine(LearnedEngine):
     def build_network(self) -> torch.nn.Module:
         return self.regressor.build(self.cfg.features, self.cfg.norm, self.cfg.upsample)
 
-    @property
-    def task(self) -> str:
-        """'rows' (z restoration) or 'isotropic' (in-plane upscaling): what the model was trained for."""
-        return self.cfg.degradation.kind
-
-    def _check_task(self, task: str) -> None:
-        if self.task != task:
-            what = {"rows": "restore z (rows of XZ/YZ planes)", "isotropic": "upscale images in-plane"}
-            raise VolsrError(f"this '{self.name}' model was trained to {what[self.task]}; it cannot "
-                             f"{what[task]} — train one with --task {'upscale' if task == 'isotropic' else 'rows'}")
-
     def training_loss(self, hr: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """L1 between the one-pass prediction from the (degraded) known rows and the HR plane.
 
