@@ -48,7 +48,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``benchmarks/results_quality.md`` (48x160x160, 4x, 4-min fits) it is the setting that never
     falls below linear interpolation on PSNR or SSIM (realism 1 does on texture, fluo and mri -
     the failure seen on real fluorescence data), at the cost of a spectrum error above cubic's
-    on cells, fibers, mri and em (realism 1 is below cubic's on every kind but texture).
+    on cells, fibers, mri and em (realism 1 is below cubic's on all six kinds).
 ``regressor_features``
     BasicUNet widths of the stage-1 network (two-stage only).
 ``loss``
