@@ -132,11 +132,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def known_rows(known: torch.Tensor, n: int, h: int) -> torch.Tensor:
-    """Broadcast a (H,) or (N, H) bool mask to (N, 1, H, 1) (:func:`volsr.masks.row_mask`)."""
-    return row_mask(known, n, h)
-
-
 def paste_known(restored: torch.Tensor, planes: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Return ``restored`` with the known rows replaced by the measured values."""
     n, _, h, _ = planes.shape
@@ -198,12 +193,51 @@ class Engine:
         return opts
 
     def restore_with_std(
-        self, planes: torch.Tensor, known: torch.Tensor, n_samples: int, options: RestoreOptions | None = None,
-        **kwargs: Any,
+        self, planes: torch.Tensor, known: torch.Tensor, n_samples: int, options: RestoreOptions | None = None, *,
+        progress: Callable | None = None, cancel: Callable[[], bool] | None = None, **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and per-pixel std of ``n_samples`` restorations (deterministic engines: std = 0)."""
-        out = self.restore(planes, known, options, **kwargs)
-        return out, torch.zeros_like(out)
+        """Mean and per-pixel std (Bessel-corrected) of ``n_samples`` restorations.
+
+        Deterministic engines: one restoration, std 0. Stochastic engines draw all samples
+        from one generator seeded by ``seed`` (independent noise); the std is an uncertainty
+        map, 0 on measured rows. ``n_samples = 1`` gives a zero std.
+        """
+        if isinstance(n_samples, bool) or int(n_samples) != n_samples or int(n_samples) < 1:
+            raise VolsrError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
+        if not self.capabilities.stochastic:
+            out = self.restore(planes, known, options, progress=progress, cancel=cancel, **kwargs)
+            return out, torch.zeros_like(out)
+        n_samples = int(n_samples)
+        opts = make_options(options, **kwargs)
+        gen = self._generator_for(opts.seed)
+        opts = opts.replace(seed=None)
+        mean = m2 = None
+        for k in range(n_samples):
+            def prog(stage, done, total, _k=k):  # one count over all samples: the bar never runs backwards
+                progress(stage, _k * total + done, n_samples * total)
+            s = self.restore(planes, known, opts, generator=gen, progress=prog if progress else None,
+                             cancel=cancel).double()
+            if mean is None:
+                mean, m2 = s.clone(), torch.zeros_like(s)
+            else:  # Welford: numerically stable running mean/variance
+                delta = s - mean
+                mean += delta / (k + 1)
+                m2 += delta * (s - mean)
+        std = (m2 / (n_samples - 1)).sqrt() if n_samples > 1 else m2
+        n, _, h, _ = planes.shape
+        zero = torch.zeros((), dtype=planes.dtype, device=planes.device)
+        std = torch.where(row_mask(known, n, h, planes.device), zero, std.to(planes.dtype))
+        return paste_known(mean.to(planes.dtype), planes, known), std
+
+    def _generator_for(self, seed: int | None) -> torch.Generator:
+        """The noise generator of one call of a stochastic engine (``seed`` None -> 0)."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed or 0))
+        return gen
+
+    def _call_generator(self, options: RestoreOptions, generator: torch.Generator | None) -> torch.Generator:
+        """A caller's generator, unless this call's ``seed`` asks for a fresh one."""
+        return generator if generator is not None and options.seed is None else self._generator_for(options.seed)
 
     def _restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions, *,
                  progress=None, cancel=None, generator=None) -> torch.Tensor:

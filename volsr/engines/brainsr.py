@@ -66,10 +66,10 @@ import torch.nn.functional as F
 from ..config import ConfigError, check_choice, check_int, check_number
 from ..errors import ModelFileError, VolsrError
 from ..losses import REDUCTIONS, fft_patch_loss
-from ..masks import linear_fill, row_mask
+from ..masks import linear_fill
 from ..models.padding import pad_to_multiple, run_padded
 from ..models.schedule import PREDICTION_TYPES, SCHEDULES, training_scheduler
-from .base import Capabilities, RestoreOptions, make_options, paste_known
+from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
 
 __all__ = ["BrainSREngine", "BrainSRConfig", "NoisePredictor", "BRAINSR_PRESETS"]
@@ -488,7 +488,7 @@ class BrainSREngine(LearnedEngine):
         else:
             if known is None:
                 raise VolsrError("the rows task trains on planes with known-row masks")
-            lr = linear_fill(deg.measured(hr), row_mask(known, hr.shape[0], hr.shape[2], hr.device)[:, 0, :, 0])
+            lr = linear_fill(deg.measured(hr), known)
         m = self.multiple
         return pad_to_multiple(lr, m), pad_to_multiple(hr, m)
 
@@ -579,15 +579,8 @@ class BrainSREngine(LearnedEngine):
         return total
 
     # -- inference --------------------------------------------------------------------------------
-    def _generator_for(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-        if generator is not None and seed is None:
-            return generator
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed or 0))
-        return gen
-
     def _run(self, lr_up: torch.Tensor, options: RestoreOptions, generator) -> torch.Tensor:
-        gen = self._generator_for(options.seed, generator)
+        gen = self._call_generator(options, generator)
         net = self.sampling_network.eval()
         m = self.multiple
         chunk = PIXELS_PER_CHUNK
@@ -605,7 +598,7 @@ class BrainSREngine(LearnedEngine):
         self._check_task("rows")
         x = planes.to(self.device, torch.float32)
         k = known.to(self.device)
-        lr = linear_fill(x, row_mask(k, x.shape[0], x.shape[2], x.device)[:, 0, :, 0])
+        lr = linear_fill(x, k)
         return self._run(lr, options, generator).to(planes.device, planes.dtype)
 
     @torch.no_grad()
@@ -620,22 +613,6 @@ class BrainSREngine(LearnedEngine):
         up = F.interpolate(images.to(self.device, torch.float32), scale_factor=int(scale), mode="bicubic",
                            align_corners=False)
         return self._run(up, options, generator).to(images.device, images.dtype)
-
-    def restore_with_std(self, planes: torch.Tensor, known: torch.Tensor, n_samples: int,
-                         options: RestoreOptions | None = None, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and per-pixel std of ``n_samples`` restorations with independent NP noise (0 on known rows)."""
-        if isinstance(n_samples, bool) or int(n_samples) != n_samples or int(n_samples) < 1:
-            raise VolsrError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
-        run = {k: kwargs.pop(k) for k in ("progress", "cancel") if k in kwargs}
-        opts = make_options(options, **kwargs)
-        gen = self._generator_for(opts.seed, None)
-        opts = opts.replace(seed=None)  # one generator for all samples: independent noise
-        samples = torch.stack([self.restore(planes, known, opts, generator=gen, **run).double()
-                               for _ in range(int(n_samples))])
-        mean = paste_known(samples.mean(0).to(planes.dtype), planes, known)
-        std = samples.std(0, unbiased=True) if n_samples > 1 else torch.zeros_like(samples[0])
-        m = row_mask(torch.as_tensor(known, dtype=torch.bool), planes.shape[0], planes.shape[2], planes.device)
-        return mean, torch.where(m, torch.zeros((), dtype=planes.dtype, device=planes.device), std.to(planes.dtype))
 
     def _after_load(self) -> None:
         self._pretrained = {}

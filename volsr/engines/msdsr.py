@@ -399,11 +399,8 @@ class MSDSREngine(LearnedEngine):
         return super().call_config(options)
 
     def _generator_for(self, seed: int | None) -> torch.Generator:
-        if seed is None:
-            return self._generator
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed))
-        return gen
+        """``seed`` None: the engine's running generator (:meth:`reset_generator`)."""
+        return self._generator if seed is None else super()._generator_for(seed)
 
     @torch.no_grad()
     def _restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions, *,
@@ -423,7 +420,7 @@ class MSDSREngine(LearnedEngine):
         cfg = self.call_config(options)
         x = planes.to(self.device, torch.float32)
         known = torch.as_tensor(known, dtype=torch.bool).to(self.device)
-        gen = self._generator_for(options.seed) if generator is None or options.seed is not None else generator
+        gen = self._call_generator(options, generator)
         est = self.estimate(self.sampling_network, x, known, PIXELS_PER_CHUNK) if cfg.two_stage else None
         if cfg.two_stage and cfg.realism == 0.0:
             out = est
@@ -439,39 +436,3 @@ class MSDSREngine(LearnedEngine):
         if noise:  # realism also scales the added noise: realism 0 is the untouched estimate
             out = match_noise(out, known, gen, scale=noise)
         return out.to(planes.device, planes.dtype)
-
-    def restore_with_std(self, planes: torch.Tensor, known: torch.Tensor, n_samples: int,
-                         options: RestoreOptions | None = None, *, progress=None, cancel=None,
-                         **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and per-pixel standard deviation (Bessel-corrected) of ``n_samples`` samples.
-
-        The std is an uncertainty map: 0 on measured rows, larger where the known rows
-        constrain the result less. ``n_samples = 1`` gives a zero std.
-        """
-        from .base import make_options
-
-        if int(n_samples) != n_samples or int(n_samples) < 1:
-            raise VolsrError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
-        n_samples = int(n_samples)
-        opts = make_options(options, **kwargs)
-        gen = self._generator_for(opts.seed)
-        opts = opts.replace(seed=None)
-        mean = m2 = None
-        for k in range(n_samples):
-            def prog(stage, done, total, _k=k):  # one count over all samples: the bar never runs backwards
-                if progress is not None:
-                    progress(stage, _k * total + done, n_samples * total)
-            s = self.restore(planes, known, opts, generator=gen, progress=prog if progress else None,
-                             cancel=cancel).double()
-            if mean is None:
-                mean, m2 = s.clone(), torch.zeros_like(s)
-            else:  # Welford: numerically stable running mean/variance
-                delta = s - mean
-                mean += delta / (k + 1)
-                m2 += delta * (s - mean)
-        std = (m2 / (n_samples - 1)).sqrt() if n_samples > 1 else m2
-        n, _, h, _ = planes.shape
-        m = row_mask(known, n, h, planes.device)
-        mean = paste_known(mean.to(planes.dtype), planes, known)
-        std = torch.where(m, torch.zeros((), dtype=planes.dtype, device=planes.device), std.to(planes.dtype))
-        return mean, std
