@@ -606,14 +606,7 @@ class BrainSREngine(LearnedEngine):
                  generator=None) -> torch.Tensor:
         """Bicubic up -> encode (latent mean) -> NP -> one denoising step -> decode."""
         self.check_channels(images.shape[1])
-        self._check_task("isotropic")
-        if int(scale) != self.cfg.degradation.scale:
-            raise VolsrError(f"this model was trained for {self.cfg.degradation.scale}x upscaling, not {scale}x; "
-                             f"use --scale {self.cfg.degradation.scale} or train a model for {scale}x")
+        self._check_upscale(scale)
         up = F.interpolate(images.to(self.device, torch.float32), scale_factor=int(scale), mode="bicubic",
                            align_corners=False)
         return self._run(up, options, generator).to(images.device, images.dtype)
-
-    def _after_load(self) -> None:
-        self._pretrained = {}
-        self._scheduler_cache = None

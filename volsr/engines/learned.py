@@ -106,9 +106,7 @@ class LearnedEngine(Engine):
     def __init__(self, device="cpu", config: dict | TrainableConfig | None = None, preset: str | None = None,
                  **overrides: Any):
         super().__init__(device=device)
-        self.cfg = self.make_config(config, preset, overrides)
-        self.network = self.build_network().to(self.device)
-        self.ema = copy.deepcopy(self.network).requires_grad_(False)
+        self.rebuild(self.make_config(config, preset, overrides))
         self.provenance: dict = {}
         self.trained = False
 
@@ -200,6 +198,13 @@ class LearnedEngine(Engine):
             raise VolsrError(f"this '{self.name}' model was trained to {what[self.task]}; it cannot "
                              f"{what[task]} — train one with --task {'upscale' if task == 'isotropic' else 'rows'}")
 
+    def _check_upscale(self, scale: int) -> None:
+        """An in-plane model upscales by the scale it was trained for, nothing else."""
+        self._check_task("isotropic")
+        if int(scale) != self.cfg.degradation.scale:
+            raise VolsrError(f"this model was trained for {self.cfg.degradation.scale}x upscaling, not {scale}x; "
+                             f"use --scale {self.cfg.degradation.scale} or train a model for {scale}x")
+
     def fit_crop_to(self, side: int) -> None:
         """An untrained engine meets a stack narrower than half its crop: fit on crops that fit.
 
@@ -253,11 +258,8 @@ class LearnedEngine(Engine):
         info, state = load_model(path)
         if info["engine"] != cls.name:
             raise ModelFileError(f"{path} is a '{info['engine']}' model, not '{cls.name}'")
-        eng = cls.__new__(cls)
-        Engine.__init__(eng, device=device)
-        eng.cfg = cls.make_config(cls.upgrade_config(dict(info["config"])), strict=False)
-        eng.network = eng.build_network().to(eng.device)
-        eng.ema = copy.deepcopy(eng.network).requires_grad_(False)
+        # unknown keys of another volsr version are dropped with a warning (strict=False), then a normal engine
+        eng = cls(device=device, config=cls.make_config(cls.upgrade_config(dict(info["config"])), strict=False))
         try:
             eng.network.load_state_dict(state)
             eng.ema.load_state_dict(state)
@@ -266,7 +268,6 @@ class LearnedEngine(Engine):
                                  f"({str(err).splitlines()[0]})") from None
         eng.provenance = info.get("provenance", {})
         eng.trained = True
-        eng._after_load()
         return eng
 
     @classmethod
@@ -274,5 +275,3 @@ class LearnedEngine(Engine):
         """Map a model file's config from an older volsr (subclasses)."""
         return config
 
-    def _after_load(self) -> None:
-        """Hook for engines with runtime state (subclasses)."""

@@ -375,9 +375,6 @@ class MSDSREngine(LearnedEngine):
         self.reset_generator(0)
         return self
 
-    def _after_load(self) -> None:
-        self.reset_generator(0)
-
     def make_sampler(self, cfg: MSDSRConfig | None = None, chunk_pixels: int | None = None) -> MaskedSliceSampler:
         """The sampling pipeline for this engine's EMA denoiser (``cfg``: per-call settings)."""
         cfg = cfg or self.cfg

@@ -181,10 +181,7 @@ class MSUNetEngine(LearnedEngine):
     def _upscale(self, images: torch.Tensor, scale: int, options: RestoreOptions, **run: Any) -> torch.Tensor:
         """One pass of the EMA network on the bicubic upsampling (models trained with --task upscale)."""
         self.check_channels(images.shape[1])
-        self._check_task("isotropic")
-        if int(scale) != self.cfg.degradation.scale:
-            raise VolsrError(f"this model was trained for {self.cfg.degradation.scale}x upscaling, not {scale}x; "
-                             f"use --scale {self.cfg.degradation.scale} or train a model for {scale}x")
+        self._check_upscale(scale)
         out = self.regressor.upscale(self.sampling_network.eval(), images.to(self.device, torch.float32), int(scale),
                                      chunk_pixels=PIXELS_PER_CHUNK)
         return out.to(images.device, images.dtype)
