@@ -16,7 +16,7 @@ import numpy as np
 
 from .checkpoint import resolve_model_path
 from .engines import Engine, create_engine, load_engine, resolve_device
-from .engines.base import RestoreOptions, make_options
+from .engines.base import RestoreOptions, check_batch_size, make_options
 from .engines.base import check_options as check_engine_options
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
@@ -208,9 +208,7 @@ def axial_degradation(stack, factor: float, psf_sigma_z=None, psf_file=None):
 
 
 def _check_call(batch_size, output_dtype) -> None:
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     if output_dtype not in ("same", "float32"):
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
 

@@ -24,7 +24,7 @@ import torch
 from einops import rearrange
 from scipy.ndimage import gaussian_filter
 
-from .engines.base import Engine, RestoreOptions, make_options
+from .engines.base import Engine, RestoreOptions, check_batch_size, make_options
 from .errors import Cancelled, InputError
 from .precision import check_precision, inference_context
 from .sampling import OutputGrid
@@ -103,6 +103,7 @@ class VolumeResult:
 
     data: Any
     std: Any = None
+
 
 def _batch_progress(progress: ProgressFn, axis: str, start: int, size: int, n: int) -> ProgressFn:
     """Map an engine's (step done, steps total) inside one batch onto planes done along ``axis``."""
@@ -283,8 +284,7 @@ def restore_volume(
         raise InputError(f"n_samples must be >= 1, got {n_samples}")
     opts = make_options(options, **option_kwargs)
     check_precision(precision)
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
-        raise InputError(f"batch size must be a whole number of planes >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     shape = (c, grid.n_out, ny, nx)
     out = _check_out(out, shape, "out")
     std = _check_out(std_out, shape, "std_out") if n_samples > 1 else None

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
-from ..errors import VolsrError
+from ..errors import InputError, VolsrError
 from ..masks import row_mask
 
 ProgressFn = Callable[[int, int], None]
@@ -61,6 +62,13 @@ class Capabilities:
     training_data: str = "planes"
 
 
+def check_batch_size(batch_size, name: str = "batch size") -> None:
+    """The one check of a planes-per-call count: None (default) or a whole number >= 1."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise InputError(f"{name} must be a whole number of planes >= 1, got {batch_size!r}")
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     """Per-call restoration options, one object for every engine.
@@ -80,9 +88,7 @@ class RestoreOptions:
     realism: float | None = None
 
     def __post_init__(self):
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size
-                                            or int(self.batch_size) < 1):
-            raise VolsrError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        check_batch_size(self.batch_size, "batch_size")
         if self.realism is not None and not (0.0 <= float(self.realism) <= 1.0):
             raise VolsrError(f"realism must be a number in [0, 1], got {self.realism!r}")
 
