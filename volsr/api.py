@@ -124,6 +124,22 @@ def check_fit_budget(fit_steps, fit_minutes) -> None:
         raise VolsrError(f"bad fit budget (--fit-steps / --fit-minutes): {err}") from None
 
 
+def fit_on_input(eng: Engine, data, *, how: str, fit_steps, fit_minutes, default_minutes: float, seed: int,
+                 progress=None, cancel=None) -> dict:
+    """Fit a learned engine on the user's own input (z-stack or image); provenance says ``how``.
+
+    The one place for the budget check, the default budget and the fit's provenance, shared
+    by ``volsr infer`` and the zero-shot fit of ``volsr upscale``.
+    """
+    check_fit_budget(fit_steps, fit_minutes)
+    if fit_steps is None and fit_minutes is None:
+        fit_minutes = default_minutes
+    report = eng.fit(data, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
+    eng.provenance.update({"fit": how, "fit_report": {
+        k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
+    return report
+
+
 def _load_for(engine, path, device, what: str) -> Engine:
     """Load a model file (or bundled name) and check it is the engine asked for."""
     eng = load_engine(path, device=device)
@@ -132,21 +148,23 @@ def _load_for(engine, path, device, what: str) -> Engine:
     return eng
 
 
-def _initial_engine(engine, model, init_model, dev, engine_options) -> tuple[Engine, Path | None]:
-    """The engine before any fit: given, loaded from a model file, a starting model, or fresh."""
+def _initial_engine(engine, model, init_model, dev, engine_options) -> tuple[Engine, Path | None, bool]:
+    """The engine before any fit (given, loaded from a model file, a starting model, or fresh),
+    its model path, and whether it must be fitted on the input."""
     if isinstance(engine, Engine) and model is None:
         eng = engine.to(dev)
         if eng.learned and not eng.trained:
             raise VolsrError(f"engine '{eng.name}' is untrained; fit it first or pass a model file")
-        return eng, None
+        return eng, None, False
     if model is not None:
-        return _load_for(engine, model, dev, "the model file"), resolve_model_path(model)
+        return _load_for(engine, model, dev, "the model file"), resolve_model_path(model), False
     if init_model is not None:
         eng = _load_for(engine, init_model, dev, "the starting model")
         if not eng.learned:
             raise VolsrError(f"the starting model is a '{eng.name}' engine, which has nothing to fine-tune")
-        return eng, None
-    return create_engine(engine, device=dev, **engine_options), None
+        return eng, None, True
+    eng = create_engine(engine, device=dev, **engine_options)
+    return eng, None, eng.learned
 
 
 def prepare_engine(
@@ -165,9 +183,8 @@ def prepare_engine(
     if model_out is not None and model is None and not Path(model_out).parent.exists():
         # fail before a fit of minutes, not after it
         raise OutputError(f"folder {Path(model_out).parent} does not exist; create it or choose another model path")
-    eng, path = _initial_engine(engine, model, init_model, dev, engine_options)
+    eng, path, fits = _initial_engine(engine, model, init_model, dev, engine_options)
     _check_engine_options(eng, options or RestoreOptions())
-    fits = eng.learned and path is None and not (isinstance(engine, Engine) and model is None)
     if degradation is not None and not fits:
         raise VolsrError("an axial PSF (--psf-sigma-z / --psf-file) shapes the self-supervised fit; "
                          f"'{eng.name}' is not fitted here (learned engines without --model are)")
@@ -177,15 +194,11 @@ def prepare_engine(
         eng.cfg = eng.cfg.replace(degradation=degradation)  # no effect on weight shapes: safe for fine-tuning
     if init_model is None and "crop" not in engine_options:
         eng.fit_crop_to(min(volume_czyx.shape[-2:]))
-    check_fit_budget(fit_steps, fit_minutes)
-    if fit_steps is None and fit_minutes is None:
-        fit_minutes = DEFAULT_FIT_MINUTES
-    report = eng.fit(volume_czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
     how = "self-supervised on the XY planes of the input stack"
     if init_model is not None:
         how += f", fine-tuned from {init_model}"
-    eng.provenance.update({"fit": how, "fit_report": {
-        k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
+    fit_on_input(eng, volume_czyx, how=how, fit_steps=fit_steps, fit_minutes=fit_minutes,
+                 default_minutes=DEFAULT_FIT_MINUTES, seed=seed, progress=progress, cancel=cancel)
     saved = None
     if model_out is not None:
         saved = eng.save(model_out, overwrite=True)

@@ -123,21 +123,19 @@ def fit_zero_shot(eng: Engine, czyx: np.ndarray, scale: int, *, fit_steps=None, 
     inputs. What the model learns is how this image's structure looks one scale down, applied
     one scale up ("zero-shot" super-resolution).
     """
-    from .api import check_fit_budget
+    from .api import check_fit_budget, fit_on_input
     from .degrade import IsotropicDegradation
 
-    check_fit_budget(fit_steps, fit_minutes)
+    check_fit_budget(fit_steps, fit_minutes)  # before the size check: both are the user's input
     side = min(czyx.shape[-2:])
     if side < 4 * scale or side < 16:
         raise InputError(f"a {czyx.shape[-2]}x{czyx.shape[-1]} image is too small to fit on itself at {scale}x; "
                          "pass a trained model (--model)")
     eng = create_engine(eng.name, device=eng.device, degradation=IsotropicDegradation(scale=scale))
     eng.fit_crop_to(side)
-    if fit_steps is None and fit_minutes is None:
-        fit_minutes = DEFAULT_FIT_MINUTES
-    report = eng.fit(czyx, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
-    eng.provenance["fit"] = f"zero-shot: on the input image itself, pairs degraded {scale}x further"
-    eng.provenance["fit_report"] = {k: v for k, v in report.items() if isinstance(v, (int, float, str))}
+    fit_on_input(eng, czyx, how=f"zero-shot: on the input image itself, pairs degraded {scale}x further",
+                 fit_steps=fit_steps, fit_minutes=fit_minutes, default_minutes=DEFAULT_FIT_MINUTES, seed=seed,
+                 progress=progress, cancel=cancel)
     return eng
 
 
