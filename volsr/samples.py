@@ -190,17 +190,7 @@ def _cells(rng: np.random.Generator, shape) -> np.ndarray:
     radii = rng.uniform(r_min, r_max, size=100_000)
     mean_volume = float(np.mean(4.0 / 3.0 * np.pi * radii**3))
     n = max(3, int(round(fill * nz * ny * nx / mean_volume)))
-    radii = radii[:n]
-    axes_len = radii[:, None] * rng.uniform(0.75, 1.25, size=(n, 3))
-    rot = _random_rotations(rng, n)
-    # M = R diag(1/a^2) R^T: the ellipsoid's quadratic form in (z, y, x) coordinates.
-    forms = np.einsum("nij,nj,nkj->nik", rot, 1.0 / axes_len**2, rot)
-    reach = axes_len.max(axis=1) + 1.0
-    # Centres in the volume extended by the reach, so the boundary planes see as many cut
-    # nuclei along z as along y and x (no axis is special).
-    lo = -reach[:, None]
-    hi = np.array(shape, float)[None, :] + reach[:, None]
-    centres = lo + rng.random((n, 3)) * (hi - lo)
+    centres, forms, axes_len, reach = _ellipsoids_of_radii(rng, shape, radii[:n])
     brightness = rng.uniform(0.45, 1.0, size=n)
 
     nuclei = _paint_ellipsoids(shape, centres, forms, axes_len, reach, brightness)
@@ -272,17 +262,27 @@ def _point_response(sigmas) -> float:
     return float(ndi.gaussian_filter(delta, sigmas).max())
 
 
-def _random_ellipsoids(rng, shape, n, r_min, r_max, elongation=0.25):
-    """Centres (in the volume extended by each reach), quadratic forms, semi-axes and reaches."""
-    radii = rng.uniform(r_min, r_max, size=n)
+def _ellipsoids_of_radii(rng, shape, radii, elongation=0.25):
+    """Randomly oriented ellipsoids of the given radii: centres, quadratic forms, semi-axes, reaches.
+
+    Centres lie in the volume extended by each reach, so the boundary planes see as many cut
+    objects along z as along y and x (no axis is special).
+    """
+    n = len(radii)
     axes_len = radii[:, None] * rng.uniform(1.0 - elongation, 1.0 + elongation, size=(n, 3))
     rot = _random_rotations(rng, n)
+    # M = R diag(1/a^2) R^T: the ellipsoid's quadratic form in (z, y, x) coordinates.
     forms = np.einsum("nij,nj,nkj->nik", rot, 1.0 / axes_len**2, rot)
     reach = axes_len.max(axis=1) + 1.0
     lo = -reach[:, None]
     hi = np.array(shape, float)[None, :] + reach[:, None]
     centres = lo + rng.random((n, 3)) * (hi - lo)
     return centres, forms, axes_len, reach
+
+
+def _random_ellipsoids(rng, shape, n, r_min, r_max, elongation=0.25):
+    """``n`` ellipsoids with radii uniform in [r_min, r_max] (see :func:`_ellipsoids_of_radii`)."""
+    return _ellipsoids_of_radii(rng, shape, rng.uniform(r_min, r_max, size=n), elongation)
 
 
 def _fluo(rng: np.random.Generator, shape, psf_sigma: float, photons: float | None, peak: float) -> np.ndarray:
