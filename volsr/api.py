@@ -187,7 +187,8 @@ def prepare_engine(
     _check_engine_options(eng, options or RestoreOptions())
     if degradation is not None and not fits:
         raise VolsrError("an axial PSF (--psf-sigma-z / --psf-file) shapes the self-supervised fit; "
-                         f"'{eng.name}' is not fitted here (learned engines without --model are)")
+                         f"'{eng.name}' is not fitted here (learned engines without --model are; "
+                         "use --init-model to fine-tune a model with the PSF)")
     if not fits:
         return eng, path
     if degradation is not None:

@@ -130,9 +130,6 @@ def cmd_infer(args) -> int:
         check_output(std_out, args.overwrite)
 
     check_fit_budget(args.fit_steps, args.fit_minutes)  # before the 'fitting ...' notice, not after it
-    if (args.psf_sigma_z or args.psf_file) and args.model:
-        raise VolsrError("--psf-sigma-z / --psf-file set the degradation of a fit; a --model is already trained "
-                         "(use --init-model to fine-tune it with the PSF)")
 
     model = args.model
     if args.init_model is not None and model is not None:
