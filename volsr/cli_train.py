@@ -36,7 +36,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", help="stack files and/or folders of 2D images")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.volsr)")
-    p.add_argument("--engine", default="msdsr", choices=learned_engines(), help="engine to train (default msdsr)")
+    p.add_argument("--engine", default="msdsr", help="learned engine to train (default msdsr; also msunet, e2e-unet, brainsr)")
     p.add_argument("--steps", type=int, default=None, help="total training steps")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget; with --steps, stops at whichever comes first")
@@ -97,6 +97,8 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import check_budget
 
     out = Path(args.output)
+    if args.engine not in learned_engines():  # checked here, not as parser choices: --help stays light
+        raise VolsrError(f"engine '{args.engine}' cannot be trained; learned engines: {', '.join(learned_engines())}")
     try:
         check_budget(args.steps, args.minutes)
     except VolsrError as err:
