@@ -35,7 +35,9 @@ For the acquisition-like kinds the truth planes carry PSF and noise (see
 Engine specs: ``NAME`` or ``NAME:KEY=VALUE[:KEY=VALUE...]``; each ``KEY`` must be a keyword
 of :func:`volsr.restore` (e.g. ``msdsr:sampling_steps=20:fusion=median``,
 ``msdsr:engine_options={"preset":"small"}``). Values are read as JSON when they parse
-(numbers, true/false/null, objects), else as strings.
+(numbers, true/false/null, objects), else as strings; ``{kind}`` in a string value is replaced
+by the kind, so a spec can reuse per-kind model files saved by an earlier run
+(``msdsr:model=models/{kind}/msdsr.volsr:sampling_steps=2``: no fit, ``fit s`` is 0).
 
 Usage::
 
@@ -184,6 +186,7 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench_quality_")
     for label, name, options in specs:
         print(f"# {kind}: {label} ...", file=sys.stderr, flush=True)
+        options = {k: v.replace("{kind}", kind) if isinstance(v, str) else v for k, v in options.items()}
         fit_opts = {k: v for k, v in options.items() if k not in RESTORE_TIME_OPTIONS}
         key = json.dumps([name, fit_opts], sort_keys=True, default=str)
         call = {"engine": name, "z_factor": FACTOR, "seed": args.seed, "fit_minutes": args.fit_minutes,
@@ -191,7 +194,7 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
         if key in fitted:
             call = {k: v for k, v in call.items() if k not in ("fit_minutes", "engine_options")}
             call["model"] = fitted[key]
-        elif get_engine_class(name).capabilities.learned:
+        elif get_engine_class(name).capabilities.learned and "model" not in options:
             call["model_out"] = str(Path(tmp) / f"{len(fitted)}.volsr")
         row = {"engine": label + (" (same fit)" if "model" in call and "model" not in options else "")}
         try:

@@ -3,25 +3,53 @@
 bfloat16 halves memory traffic and, on CPUs with AVX-512 BF16 / AMX and on recent GPUs, runs
 matrix products about twice as fast; autocast keeps reductions and the sampler's arithmetic in
 float32. GPUs without bfloat16 use float16. ``float32`` runs exactly as before.
+
+``auto`` (the default of :func:`volsr.restore`) picks bfloat16 where the hardware computes it
+natively (a CUDA device; a CPU whose flags include ``avx512_bf16`` or ``amx_bf16``) and float32
+elsewhere: on CPUs that only *emulate* bfloat16 it is slower than float32, not faster. On the
+benchmark, bfloat16 changed PSNR by less than 0.01 dB (``benchmarks/results_speed.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
 from .errors import InputError
 
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
-__all__ = ["PRECISIONS", "inference_context", "check_precision"]
+__all__ = ["PRECISIONS", "inference_context", "check_precision", "resolve_precision"]
 
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bfloat16 dot products in hardware (Linux CPU flags)."""
+    try:
+        with open(cpuinfo) as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:  # not Linux: be conservative
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bfloat16`` where the device computes it natively, else ``float32``."""
+    check_precision(precision)
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bfloat16"  # float16 on GPUs without bfloat16 (see _low_dtype)
+    return "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
 
 
 def _low_dtype(device: torch.device) -> torch.dtype:
@@ -31,8 +59,8 @@ def _low_dtype(device: torch.device) -> torch.dtype:
 
 
 def inference_context(device: torch.device, precision: str = "float32"):
-    """``torch.inference_mode`` plus, for ``bfloat16``, autocast on ``device``."""
-    check_precision(precision)
+    """``torch.inference_mode`` plus, for ``bfloat16`` (or ``auto`` resolving to it), autocast on ``device``."""
+    precision = resolve_precision(precision, device)
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode())
     if precision != "float32" and device.type in ("cpu", "cuda"):
