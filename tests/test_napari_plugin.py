@@ -22,13 +22,13 @@ if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.env
     pytest.skip("the napari tests need a display: run them under `xvfb-run -a`", allow_module_level=True)
 
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
-from volsr_napari import RestoreWidget, ScoreWidget, TrainWidget, write_image  # noqa: E402
+from volsr_napari import RestoreWidget, ScoreWidget, TrainWidget, UpscaleWidget, write_image  # noqa: E402
 from volsr_napari._restore_widget import EngineChoice, restore_options  # noqa: E402
 from volsr_napari._widgets import MODEL_CATALOG, z_factor_from_scale  # noqa: E402
 
 import volsr  # noqa: E402
 from volsr.engines import register_engine  # noqa: E402
-from volsr.engines.interpolation import LinearEngine  # noqa: E402
+from volsr.engines.interpolation import BicubicEngine, LinearEngine  # noqa: E402
 from volsr.engines.registry import _REGISTERED  # noqa: E402
 
 pytestmark = pytest.mark.qt
@@ -61,7 +61,7 @@ def test_manifest_validates_and_registers_all_contributions():
     pm.validate_imports()  # every python_name resolves
     c = pm.contributions
     assert {w.display_name for w in c.widgets} == {"Restore z-stack", "Train / fit model",
-                                                  "Score (SliceFID, isotropy gap)"}
+                                                  "Score (SliceFID, isotropy gap)", "Upscale image"}
     assert [s.key for s in c.sample_data] == ["anisotropic_stack"]
     assert c.writers[0].layer_types == ["image"] and ".tif" in c.writers[0].filename_extensions
     # the shipped file is the one the entry point points to
@@ -72,7 +72,7 @@ def test_manifest_validates_and_registers_all_contributions():
 def test_widgets_dock_from_the_plugins_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     for name, cls in (("Restore z-stack", RestoreWidget), ("Train / fit model", TrainWidget),
-                      ("Score (SliceFID, isotropy gap)", ScoreWidget)):
+                      ("Score (SliceFID, isotropy gap)", ScoreWidget), ("Upscale image", UpscaleWidget)):
         dock, widget = viewer.window.add_plugin_dock_widget("volsr", name)
         assert isinstance(widget, cls)
     # interpolation engines, fit-on-stack for learned engines and a model-file entry are offered
@@ -244,6 +244,182 @@ def test_option_validation():
     assert "realism" not in restore_options(EngineChoice("fit", "msdsr"), z_factor=2, spacing=None, fit_minutes=1)
     assert "realism" not in restore_options(EngineChoice("engine", "linear"), z_factor=2, spacing=None, realism=0.5)
     assert z_factor_from_scale((3.0, 0.5, 0.5)) == 6.0 and z_factor_from_scale((1.0, 0.0)) is None
+
+
+# -- upscale image -----------------------------------------------------------------------------------
+def smooth_image(shape, seed=0, top=4000.0, dtype=np.uint16) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    return (gaussian_filter(rng.random(shape), 1.5) * top).astype(dtype)
+
+
+def infos_after(start: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[start:] if n.severity == NotificationSeverity.INFO]
+
+
+def test_upscale_bicubic_grayscale_matches_the_api_and_overlays_the_source(make_napari_viewer, qtbot):
+    from volsr.upscaling import upscale
+
+    viewer = make_napari_viewer()
+    data = smooth_image((20, 24))
+    original = data.copy()
+    src = viewer.add_image(data, name="img", scale=(0.5, 0.25), translate=(10.0, 20.0))
+    w = UpscaleWidget(viewer)
+    assert w.layer.value is src and w.engine.value.engine == "bicubic" and w.scale.value == 4
+    assert w.shape_info.value == "20x24 -> 80x96"
+    # only 2D engines are offered: bicubic, a zero-shot fit per learned 2D engine, a model file
+    engines = {c.engine for c in w.engine.choices if c.kind != "file"}
+    assert "bicubic" in engines and "msunet" in engines and not engines & {"msdsr", "linear", "e2e-unet"}
+    outcome = wait_for(qtbot, w.run())
+    assert outcome.error is None and not outcome.cancelled
+
+    out = viewer.layers[-1]
+    assert out.name == "img x4 (bicubic)" and not out.rgb
+    assert out.data.shape == (80, 96) and out.data.dtype == np.uint16
+    np.testing.assert_array_equal(out.data, upscale(original, 4, engine="bicubic").data)  # a thin shell
+    np.testing.assert_allclose(out.scale, (0.125, 0.0625))
+    # pixel areas: new pixel j's centre sits at old pixel coordinate (j + 0.5) / 4 - 0.5 in world space
+    np.testing.assert_allclose(out.translate, (10.0 - 0.5 * 3 / 8, 20.0 - 0.25 * 3 / 8))
+    for j, k in ((0, 0), (79, 95), (37, 5)):
+        back = src.world_to_data(out.data_to_world((j, k)))
+        np.testing.assert_allclose(back, ((j + 0.5) / 4 - 0.5, (k + 0.5) / 4 - 0.5), atol=1e-9)
+    assert out.metadata["volsr"]["upscale"] == 4 and out.metadata["volsr"]["zero_shot"] is False
+    np.testing.assert_array_equal(src.data, original)
+    assert w.status.value.startswith("done: img x4 (bicubic) (80, 96)")
+
+
+def test_upscale_rgb_stays_rgb_uint8_and_stacks_keep_z(make_napari_viewer, qtbot):
+    from volsr.upscaling import upscale
+
+    viewer = make_napari_viewer()
+    rgb = smooth_image((16, 12, 3), seed=1, top=255.0, dtype=np.uint8)
+    photo = viewer.add_image(rgb, name="photo", rgb=True)
+    w = UpscaleWidget(viewer)
+    w.scale.value = 2
+    assert w.shape_info.value == "RGB 16x12 -> 32x24"
+    assert wait_for(qtbot, w.run()).error is None
+    out = viewer.layers[-1]
+    assert out.rgb and out.data.shape == (32, 24, 3) and out.data.dtype == np.uint8
+    np.testing.assert_array_equal(out.data, upscale(rgb, 2, axes="YXS").data)
+    np.testing.assert_allclose(out.scale, (0.5, 0.5))
+    np.testing.assert_allclose(out.translate, (-0.25, -0.25))
+
+    stack = viewer.add_image(smooth_image((3, 10, 8), seed=2), name="stack", scale=(3.0, 1.0, 1.0),
+                             translate=(5.0, 0.0, 0.0))
+    w.layer.value = stack
+    assert wait_for(qtbot, w.run()).error is None
+    out = viewer.layers[-1]
+    assert out.data.shape == (3, 20, 16) and out.name == "stack x2 (bicubic)"
+    np.testing.assert_allclose(out.scale, (3.0, 0.5, 0.5))  # Z unchanged
+    np.testing.assert_allclose(out.translate, (5.0, -0.25, -0.25))
+    np.testing.assert_array_equal(out.data[1], upscale(stack.data[1], 2).data)  # every plane on its own
+    assert w.progress.value == w.progress.max == 3  # planes
+    assert photo.data.shape == (16, 12, 3)
+
+
+@pytest.fixture
+def slow_2d_engine():
+    """A registered 2D engine that takes 0.4 s per batch and signals when it runs."""
+    started = threading.Event()
+
+    class Slow2D(BicubicEngine):
+        name = "test-slow-2d"
+        description = "test engine"
+
+        def _upscale(self, images, scale, options, **run):
+            started.set()
+            time.sleep(0.4)
+            return super()._upscale(images, scale, options, **run)
+
+    register_engine(Slow2D)
+    yield started
+    _REGISTERED.pop("test-slow-2d", None)
+
+
+def test_cancel_stops_an_upscale_without_adding_a_layer(make_napari_viewer, qtbot, slow_2d_engine):
+    viewer = make_napari_viewer()
+    src = viewer.add_image(smooth_image((16, 16)), name="img")
+    w = UpscaleWidget(viewer)
+    w.select_engine("engine", "test-slow-2d")
+    start = len(notification_manager.records)
+    job = w.run()
+    assert job is not None and w.cancel_button.enabled and not w.run_button.enabled
+    assert slow_2d_engine.wait(10)
+    w.cancel()
+    outcome = wait_for(qtbot, job)
+    assert outcome.cancelled and outcome.value is None
+    assert list(viewer.layers) == [src]
+    assert w.status.value == "cancelled" and w.run_button.enabled and not w.cancel_button.enabled
+    assert "volsr upscaling cancelled; nothing was added" in infos_after(start)
+
+
+def test_upscale_without_a_model_says_zero_shot_and_cancels_during_the_fit(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    src = viewer.add_image(smooth_image((32, 32)), name="img")
+    w = UpscaleWidget(viewer)
+    w.select_engine("fit", "msunet")
+    assert "zero-shot" in w.model_info.value and not w.fit_steps.native.isHidden()
+    w.fit_steps.value = 100_000
+    w.fit_minutes.value = 0
+    job = w.run()
+    assert job is not None and w.status.value.startswith("zero-shot: no model, fitting msunet on this image")
+    qtbot.waitUntil(lambda: w.status.value.startswith("zero-shot fit on this image: step") or not job.running,
+                    timeout=WAIT_MS)
+    assert job.running and w.progress.max == 100_000
+    w.cancel()
+    assert wait_for(qtbot, job).cancelled
+    assert list(viewer.layers) == [src] and w.status.value == "cancelled"
+
+
+def test_upscale_bad_choices_are_notifications_and_add_no_layer(make_napari_viewer, qtbot):
+    from volsr.checkpoint import list_bundled_models
+
+    viewer = make_napari_viewer()
+    w = UpscaleWidget(viewer)
+    start = len(notification_manager.records)
+    assert w.run() is None  # no image layer
+    viewer.add_image(smooth_image((16, 16)), name="img")
+    w.select_engine("file")
+    assert w.run() is None  # no model file chosen
+    z_model = next(m["path"] for m in list_bundled_models() if m["engine"] == "msdsr")
+    w.model_file.value = z_model
+    assert "'msdsr' restores z" in w.model_info.value
+    assert w.run() is None  # a z-only engine's model
+    w.select_engine("fit", "msunet")
+    w.fit_steps.value, w.fit_minutes.value = 0, 0
+    assert w.run() is None  # no fit budget
+    msgs = errors_after(start)
+    assert len(msgs) == 4
+    assert "no image layer selected for upscaling" in msgs[0]
+    assert "choose a .volsr model file" in msgs[1]
+    assert "engine 'msdsr' restores z, it does not upscale images in-plane; choose one of: bicubic" in msgs[2]
+    assert "fit budget" in msgs[3]
+    assert len(viewer.layers) == 1 and w.run_button.enabled
+
+
+def test_upscale_with_a_trained_model_takes_its_scale(make_napari_viewer, qtbot, tmp_path):
+    from volsr.cli import main
+    from volsr.upscaling import upscale
+
+    hr = volsr.write_stack(tmp_path / "hr.tif", smooth_image((48, 48), seed=3).astype(np.float32), "YX")
+    model = tmp_path / "sr2.volsr"
+    assert main(["train", str(hr), "-o", str(model), "--engine", "msunet", "--preset", "tiny", "--task", "upscale",
+                 "--scale", "2", "--steps", "2", "--crop", "32"]) == 0
+    viewer = make_napari_viewer()
+    img = smooth_image((12, 16), seed=4)
+    viewer.add_image(img, name="img")
+    w = UpscaleWidget(viewer)
+    MODEL_CATALOG.add(model, "msunet")
+    try:
+        w.select_engine("model", "msunet", str(model.resolve()))
+        assert w.scale.value == 2 and w.model_info.value == "model trained for 2x"
+        assert wait_for(qtbot, w.run()).error is None
+    finally:
+        MODEL_CATALOG.clear()
+    out = viewer.layers[-1]
+    assert out.name == "img x2 (msunet)" and out.data.shape == (24, 32) and out.data.dtype == np.uint16
+    np.testing.assert_array_equal(out.data, upscale(img, model=model).data)
 
 
 # -- sample data, writer -----------------------------------------------------------------------------

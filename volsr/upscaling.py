@@ -22,7 +22,7 @@ from .inplane import upscale_volume
 from .normalize import PercentileNormalizer
 from .sampling import VolumeGrid
 
-__all__ = ["upscale", "UpscaleResult", "read_image"]
+__all__ = ["upscale", "UpscaleResult", "model_scale", "read_image"]
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEFAULT_SCALE = 4
@@ -107,12 +107,42 @@ def _engine_for(engine, model, device) -> Engine:
     eng = load_engine(model, device=dev) if model is not None else (
         engine.to(dev) if isinstance(engine, Engine) else create_engine(engine, device=dev))
     if not eng.capabilities.upscale:
-        from .engines import get_engine_class, list_engines
-
-        two_d = [n for n in list_engines() if get_engine_class(n).capabilities.upscale]
-        raise InputError(f"engine '{eng.name}' restores z, it does not upscale images in-plane; "
-                         f"choose one of: {', '.join(two_d)}")
+        raise _z_only(eng.name)
     return eng
+
+
+def _z_only(name: str) -> InputError:
+    """The refusal of an engine that restores z but cannot upscale in-plane (one message everywhere)."""
+    from .engines import get_engine_class, list_engines
+
+    two_d = [n for n in list_engines() if get_engine_class(n).capabilities.upscale]
+    return InputError(f"engine '{name}' restores z, it does not upscale images in-plane; "
+                      f"choose one of: {', '.join(two_d)}")
+
+
+def model_scale(model) -> int | None:
+    """The scale a model file was trained to upscale by, read from its header (no weights loaded).
+
+    Lets a front end show a model's scale before running it. Returns None for a model of a 2D
+    engine trained for z restoration (``upscale`` then uses the default scale); raises
+    :class:`InputError` for a model of a z-only engine and :class:`volsr.errors.ModelFileError`
+    for an unreadable file.
+
+    Examples
+    --------
+    >>> model_scale("sample_model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    volsr.errors.InputError: engine 'msdsr' restores z, it does not upscale images in-plane; ...
+    """
+    from .checkpoint import read_model_info
+    from .degrade import degradation_from_dict
+    from .engines import get_engine_class
+
+    info = read_model_info(model)
+    if not get_engine_class(info["engine"]).capabilities.upscale:
+        raise _z_only(info["engine"])
+    deg = degradation_from_dict(info["config"].get("degradation"))
+    return int(deg.scale) if deg.kind == "isotropic" else None
 
 
 def fit_zero_shot(eng: Engine, czyx: np.ndarray, scale: int, *, fit_steps=None, fit_minutes=None, seed=0,

@@ -10,7 +10,6 @@ the source layer is never modified.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from magicgui.widgets import (
@@ -25,43 +24,33 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from volsr.errors import InputError, VolsrError
+from volsr.errors import VolsrError
 
 from ._widgets import (
     DEVICES,
     MODEL_CATALOG,
+    EngineChoice,
+    EngineMenu,
     Job,
     JobWidget,
     Outcome,
     ProgressRelay,
     check_image_layer,
+    chosen_model,
+    fit_budget,
+    follow_layers,
     guard_triton_llvm_clash,
     image_layers,
     layer_spacing,
+    list_engine_choices,
+    newest_layer,
     notify_error,
     notify_info,
+    path_or_none,
     z_factor_from_scale,
 )
 
 __all__ = ["EngineChoice", "RestoreWidget", "default_choice", "engine_choices", "restore_options", "restored_layer_kwargs"]
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    """One entry of the engine/model list.
-
-    kind : 'engine' (no weights: nearest/linear/cubic), 'fit' (a learned engine fitted on the
-    stack itself), 'model' (a bundled model name or a model file, with its engine), or
-    'file' (a model file chosen in the file field).
-    """
-
-    kind: str
-    engine: str
-    model: str | None = None
-
-    @property
-    def learned(self) -> bool:
-        return self.kind != "engine"
 
 
 def engine_choices() -> list[tuple[str, EngineChoice]]:
@@ -70,35 +59,7 @@ def engine_choices() -> list[tuple[str, EngineChoice]]:
     Interpolation engines first (instant, no weights), then bundled models, models trained in
     this session, *fit on this stack* for each learned engine, and a model file.
     """
-    from volsr.engines import get_engine_class, list_engines
-
-    plain, fits = [], []
-    for name in list_engines():
-        try:
-            cls = get_engine_class(name)
-        except VolsrError:
-            continue
-        if cls.capabilities.learned:
-            fits.append((f"fit {name} on this stack", EngineChoice("fit", name)))
-        else:
-            desc = f" — {cls.description}" if cls.description else ""
-            plain.append((f"{name}{desc}", EngineChoice("engine", name)))
-    models = []
-    try:
-        from volsr.checkpoint import list_bundled_models
-
-        for info in list_bundled_models():
-            if info.get("engine", "?") == "?":
-                continue  # unreadable bundled file: listed by `volsr models`, not offered here
-            models.append((f"bundled model: {info['name']} ({info['engine']})",
-                           EngineChoice("model", info["engine"], info["name"])))
-    except (ImportError, VolsrError):
-        pass
-    for entry in MODEL_CATALOG.entries():
-        models.append((entry.label, EngineChoice("model", entry.engine, entry.path)))
-    order = {"linear": 0, "cubic": 1, "nearest": 2}
-    plain.sort(key=lambda item: (order.get(item[1].engine, 9), item[1].engine))
-    return plain + models + fits + [("model file…", EngineChoice("file", "msdsr"))]
+    return list_engine_choices(fit_label="fit {name} on this stack", first=("linear", "cubic", "nearest"))
 
 
 def default_choice(choices: list[EngineChoice]) -> EngineChoice | None:
@@ -155,34 +116,16 @@ def restore_options(
             kw["sampling_steps"] = int(sampling_steps)
         if realism is not None and realism >= 0:
             kw["realism"] = float(realism)
-    if choice.kind == "model":
-        kw["model"] = choice.model
-    elif choice.kind == "file":
-        path = _path_or_none(model_file)
-        if path is None or not path.is_file():
-            raise InputError("choose a .volsr model file in 'model file' (or pick another engine)")
-        kw["model"] = str(path)
+    if choice.kind in ("model", "file"):
+        kw["model"] = chosen_model(choice, model_file)
     elif choice.kind == "fit":
-        if not fit_steps and not fit_minutes:
-            raise InputError("set a fit budget: 'fit steps' and/or 'fit minutes' must be > 0")
-        kw["fit_steps"] = int(fit_steps) if fit_steps else None
-        kw["fit_minutes"] = float(fit_minutes) if fit_minutes else None
+        kw.update(fit_budget(fit_steps, fit_minutes))
         if fit_preset:
             kw["engine_options"] = {"preset": fit_preset}
-        out = _path_or_none(model_out)
+        out = path_or_none(model_out)
         if out is not None:
             kw["model_out"] = str(out)
     return kw
-
-
-def _path_or_none(value) -> Path | None:
-    """FileEdit values: '' / '.' mean unset."""
-    if value is None:
-        return None
-    s = str(value).strip()
-    if s in ("", "."):
-        return None
-    return Path(s).expanduser()
 
 
 def restored_layer_kwargs(source_layer, result) -> dict:
@@ -221,7 +164,7 @@ def restored_layer_kwargs(source_layer, result) -> dict:
     }
 
 
-class RestoreWidget(JobWidget, Container):
+class RestoreWidget(JobWidget, EngineMenu, Container):
     """Dock widget: restore the selected z-stack layer to isotropic z sampling."""
 
     def __init__(self, napari_viewer):
@@ -278,11 +221,8 @@ class RestoreWidget(JobWidget, Container):
         self.engine.changed.connect(self._update_visibility)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        MODEL_CATALOG.changed.connect(self._on_catalog_changed)
-        if napari_viewer is not None:
-            events = napari_viewer.layers.events
-            for ev in (events.inserted, events.removed, events.reordered):
-                ev.connect(self._refresh_layers)
+        self._follow_model_catalog()
+        follow_layers(napari_viewer, self._refresh_layers)
         self._refresh_layers()
         choice = default_choice(list(self.engine.choices))
         if choice is not None:
@@ -300,24 +240,9 @@ class RestoreWidget(JobWidget, Container):
         self.layer.reset_choices()
         if self.layer.value is None and self.layer.choices:
             # prefer the newest 3D image layer (e.g. the sample just opened)
-            for layer in reversed(self.layer.choices):
-                if layer is not None and layer.ndim == 3 and not getattr(layer, "rgb", False):
-                    self.layer.value = layer
-                    break
-
-    def _on_catalog_changed(self):
-        try:
-            self.engine.reset_choices()
-        except RuntimeError:  # the Qt widget was deleted (dock closed): stop listening
-            MODEL_CATALOG.changed.disconnect(self._on_catalog_changed)
-
-    def select_engine(self, kind: str, engine: str | None = None, model: str | None = None) -> EngineChoice:
-        """Select the first engine-list entry matching ``kind`` (and ``engine``/``model`` if given)."""
-        for choice in self.engine.choices:
-            if choice.kind == kind and engine in (None, choice.engine) and model in (None, choice.model):
-                self.engine.value = choice
-                return choice
-        raise InputError(f"no {kind} entry {engine or ''} {model or ''} in the engine list")
+            layer = newest_layer(self.layer.choices, lambda ly: ly.ndim == 3 and not getattr(ly, "rgb", False))
+            if layer is not None:
+                self.layer.value = layer
 
     # -- reacting to the form --------------------------------------------------------------
     def _on_layer_changed(self, layer=None):

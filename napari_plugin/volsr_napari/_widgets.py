@@ -81,18 +81,19 @@ def image_layers(viewer, *, ndims: tuple[int, ...] = (2, 3, 4, 5)) -> list:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image) and layer.ndim in ndims]
 
 
-def check_image_layer(layer, *, purpose: str, allow_2d: bool = False) -> np.ndarray:
+def check_image_layer(layer, *, purpose: str, allow_2d: bool = False, allow_rgb: bool = False) -> np.ndarray:
     """The layer's voxels as a NumPy array, or an :class:`InputError` saying why it cannot be used.
 
-    volsr restores one single-channel z-stack (Z, Y, X) at a time: RGB layers, multiscale
-    pyramids, 2D images (unless ``allow_2d``) and 4D+ layers are refused with the fix in the
-    message. The array is a view of the layer data when possible (it is never written to).
+    volsr restores one single-channel z-stack (Z, Y, X) at a time: RGB layers (unless
+    ``allow_rgb``: then (Y, X, 3) or (Z, Y, X, 3)), multiscale pyramids, 2D images (unless
+    ``allow_2d``) and 4D+ layers are refused with the fix in the message. The array is a view
+    of the layer data when possible (it is never written to).
     """
     if layer is None:
         raise InputError(f"no image layer selected for {purpose}; open a z-stack (File > Open) or the volsr sample "
                          "(File > Open Sample > volsr) first")
     name = getattr(layer, "name", "?")
-    if getattr(layer, "rgb", False):
+    if getattr(layer, "rgb", False) and not allow_rgb:
         raise InputError(f"layer '{name}' is RGB; volsr needs a single-channel z-stack — convert it to grayscale "
                          "or split the colour channels (right-click the layer > Split RGB)")
     if getattr(layer, "multiscale", False):
@@ -111,6 +112,19 @@ def check_image_layer(layer, *, purpose: str, allow_2d: bool = False) -> np.ndar
     return data
 
 
+def layer_axes(layer) -> str:
+    """volsr's axes string for a layer that passed :func:`check_image_layer` (``S`` = RGB samples)."""
+    return ("YX" if int(layer.ndim) == 2 else "ZYX") + ("S" if getattr(layer, "rgb", False) else "")
+
+
+def newest_layer(choices, accept: Callable) -> Any:
+    """The last layer in a layer ComboBox's ``choices`` that ``accept`` (e.g. the sample just opened)."""
+    for layer in reversed(list(choices)):
+        if layer is not None and accept(layer):
+            return layer
+    return None
+
+
 def layer_spacing(layer) -> tuple[float, float, float]:
     """(z, y, x) voxel spacing of a 3D layer from its napari ``scale``."""
     scale = tuple(float(s) for s in layer.scale[-3:])
@@ -125,6 +139,102 @@ def z_factor_from_scale(scale) -> float | None:
     if not (np.isfinite(z) and np.isfinite(x)) or x <= 0 or z <= 0:
         return None
     return z / x
+
+
+# -- engine / model choices -------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineChoice:
+    """One entry of an engine/model list.
+
+    kind : 'engine' (no weights: nearest/linear/cubic/bicubic), 'fit' (a learned engine fitted
+    on the input itself), 'model' (a bundled model name or a model file, with its engine), or
+    'file' (a model file chosen in the file field).
+    """
+
+    kind: str
+    engine: str
+    model: str | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.kind != "engine"
+
+
+def list_engine_choices(*, accept: Callable | None = None, fit_label: str = "fit {name} on this stack",
+                        first: tuple[str, ...] = (), file_engine: str = "msdsr") -> list[tuple[str, EngineChoice]]:
+    """(label, choice) pairs: engines without weights, bundled and session models, fits, a model file.
+
+    ``accept(engine_class)`` keeps only some engines (and their models), e.g. the 2D ones;
+    ``first`` orders the weightless engines; ``fit_label`` names the fit-on-input entries.
+    """
+    from volsr.engines import get_engine_class, list_engines
+
+    plain, fits, usable = [], [], set()
+    for name in list_engines():
+        try:
+            cls = get_engine_class(name)
+        except VolsrError:
+            continue
+        if accept is not None and not accept(cls):
+            continue
+        usable.add(name)
+        if cls.capabilities.learned:
+            fits.append((fit_label.format(name=name), EngineChoice("fit", name)))
+        else:
+            desc = f" — {cls.description}" if cls.description else ""
+            plain.append((f"{name}{desc}", EngineChoice("engine", name)))
+    models = [m for m in _model_choices() if accept is None or m[1].engine in usable]
+    order = {name: i for i, name in enumerate(first)}
+    plain.sort(key=lambda item: (order.get(item[1].engine, len(order)), item[1].engine))
+    return plain + models + fits + [("model file…", EngineChoice("file", file_engine))]
+
+
+def _model_choices() -> list[tuple[str, EngineChoice]]:
+    """Bundled models (readable ones) and the models trained in this session."""
+    models = []
+    try:
+        from volsr.checkpoint import list_bundled_models
+
+        for info in list_bundled_models():
+            if info.get("engine", "?") == "?":
+                continue  # unreadable bundled file: listed by `volsr models`, not offered here
+            models.append((f"bundled model: {info['name']} ({info['engine']})",
+                           EngineChoice("model", info["engine"], info["name"])))
+    except (ImportError, VolsrError):
+        pass
+    for entry in MODEL_CATALOG.entries():
+        models.append((entry.label, EngineChoice("model", entry.engine, entry.path)))
+    return models
+
+
+def path_or_none(value) -> Path | None:
+    """FileEdit values: '' / '.' mean unset."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    if s in ("", "."):
+        return None
+    return Path(s).expanduser()
+
+
+def chosen_model(choice: EngineChoice, model_file) -> str | None:
+    """The model a choice runs: a bundled name or session model, the file field's path, or None."""
+    if choice.kind == "model":
+        return choice.model
+    if choice.kind == "file":
+        path = path_or_none(model_file)
+        if path is None or not path.is_file():
+            raise InputError("choose a .volsr model file in 'model file' (or pick another engine)")
+        return str(path)
+    return None
+
+
+def fit_budget(fit_steps, fit_minutes) -> dict:
+    """``fit_steps`` / ``fit_minutes`` keywords from spin boxes where 0 means "no limit of this kind"."""
+    if not fit_steps and not fit_minutes:
+        raise InputError("set a fit budget: 'fit steps' and/or 'fit minutes' must be > 0")
+    return {"fit_steps": int(fit_steps) if fit_steps else None,
+            "fit_minutes": float(fit_minutes) if fit_minutes else None}
 
 
 # -- the model list shared by the widgets ----------------------------------------------------
@@ -168,6 +278,41 @@ class ModelCatalog:
 
 
 MODEL_CATALOG = ModelCatalog()
+
+
+class EngineMenu:
+    """Mixin for widgets with an engine/model ComboBox ``self.engine`` of :class:`EngineChoice` values.
+
+    Models trained in this session appear in the list as soon as they are saved; a bound method
+    (held weakly by psygnal) keeps a closed widget from being kept alive by the catalog.
+    """
+
+    engine: Any
+
+    def _follow_model_catalog(self) -> None:
+        MODEL_CATALOG.changed.connect(self._on_catalog_changed)
+
+    def _on_catalog_changed(self):
+        try:
+            self.engine.reset_choices()
+        except RuntimeError:  # the Qt widget was deleted (dock closed): stop listening
+            MODEL_CATALOG.changed.disconnect(self._on_catalog_changed)
+
+    def select_engine(self, kind: str, engine: str | None = None, model: str | None = None) -> EngineChoice:
+        """Select the first engine-list entry matching ``kind`` (and ``engine``/``model`` if given)."""
+        for choice in self.engine.choices:
+            if choice.kind == kind and engine in (None, choice.engine) and model in (None, choice.model):
+                self.engine.value = choice
+                return choice
+        raise InputError(f"no {kind} entry {engine or ''} {model or ''} in the engine list")
+
+
+def follow_layers(viewer, callback: Callable) -> None:
+    """Call ``callback`` whenever layers are added, removed or reordered in ``viewer``."""
+    if viewer is not None:
+        events = viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.connect(callback)
 
 
 # -- work off the GUI thread -------------------------------------------------------------------
