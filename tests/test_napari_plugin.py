@@ -79,6 +79,7 @@ def test_widgets_dock_from_the_plugins_menu(make_napari_viewer):
     kinds = {(c.kind, c.engine) for c in widget_choices(viewer)}
     assert {("engine", "linear"), ("engine", "nearest"), ("engine", "cubic"), ("fit", "msdsr"),
             ("file", "msdsr")} <= kinds
+    assert ("engine", "bicubic") not in kinds  # 2D-only engines belong to "Upscale image", not Restore
 
 
 def widget_choices(viewer):

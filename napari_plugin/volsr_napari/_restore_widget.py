@@ -59,7 +59,8 @@ def engine_choices() -> list[tuple[str, EngineChoice]]:
     Interpolation engines first (instant, no weights), then bundled models, models trained in
     this session, *fit on this stack* for each learned engine, and a model file.
     """
-    return list_engine_choices(fit_label="fit {name} on this stack", first=("linear", "cubic", "nearest"))
+    return list_engine_choices(accept=lambda cls: cls.capabilities.rows,
+                               fit_label="fit {name} on this stack", first=("linear", "cubic", "nearest"))
 
 
 def default_choice(choices: list[EngineChoice]) -> EngineChoice | None:
