@@ -1,13 +1,25 @@
-"""Where restoration time goes: network FLOPs and achieved rate vs matmul, throughput, precision.
+"""Where restoration time goes, and how much faster the default got (issue 13).
 
-For each engine / preset: FLOPs of one network call on a batch (``torch.utils.flop_counter``),
-its time, achieved GFLOP/s and the ratio to a plain matrix multiply of the same dtype measured
-in the same run (float32 and bfloat16); then restore throughput (output voxels per second) of a
-whole stack through ``volsr.volume.restore_volume`` in float32 and bfloat16, the PSNR between the
-two, the share of time spent inside the network (torch profiler) and the peak RSS.
-Untrained weights: timing does not depend on the values.
+Not a test. Four parts, all measured in one run so the ratios share the machine's state:
 
-    python benchmarks/bench_speed.py --shape 16,256,256 --repeats 3
+1. **Matmul anchors**: a 1024^2 matrix product in float32 and bfloat16 (GFLOP/s).
+2. **Network calls**: per engine network (MSDSR denoiser and stage-1 regressor, MS-UNet), FLOPs
+   of one forward on a batch (``torch.utils.flop_counter``), median time, achieved GFLOP/s and
+   the ratio to the same-dtype matmul; variants: float32 / bfloat16 autocast, channels-last,
+   and (``--compile``) ``torch.compile`` with its compile time.
+3. **Landed vs default**: restores of a ``--ratio-shape`` stack (4x in z) alternating the landed
+   setting (``sampling_steps=10``, float32) and the current default (the config's steps,
+   ``precision='auto'``), ``--repeats`` times each; medians and their ratio. A profile of one
+   default restore splits the time into network forwards, the rest of the engine (sampler
+   arithmetic, padding, copies), and the volume pipeline (slicing, pasting, fusion).
+4. **Real size**: one default restore of ``--shape`` (64x512x512 -> 253x512x512) in a child
+   process: seconds, output voxels/s, peak RSS, and the time to read/write it as TIFF.
+
+Untrained (randomly perturbed) weights: time does not depend on the values. Quality at each
+step count is measured by ``bench_quality.py`` (see ``results_speed.md``).
+
+    python benchmarks/bench_speed.py                                  # full run (~30 min on 2 cores)
+    python benchmarks/bench_speed.py --shape 16,64,64 --ratio-shape 16,32,32 --repeats 1   # smoke
 """
 
 from __future__ import annotations
@@ -16,7 +28,9 @@ import argparse
 import json
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,14 +38,15 @@ import numpy as np
 import torch
 
 from volsr.engines import create_engine
-from volsr.precision import inference_context
+from volsr.precision import inference_context, resolve_precision
 from volsr.sampling import OutputGrid
 from volsr.volume import restore_volume
 
 FACTOR = 4
+LANDED = {"sampling_steps": 10, "precision": "float32"}
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 7) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     times = []
@@ -42,102 +57,218 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def network_call(name: str, preset: str, batch: int, h: int, w: int, precision: str, repeats: int) -> dict:
-    """FLOPs and time of one denoiser / UNet forward on (batch, C, h, w)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    eng = create_engine(name, preset=preset)
-    if name == "msdsr":
-        net = eng.network["denoiser"] if eng.cfg.two_stage else eng.network
-        x = torch.randn(batch, net.conv_in.conv.in_channels, h, w)
-        t = torch.full((batch,), 500, dtype=torch.long)
-
-        def call():
-            return net(x, timesteps=t)
-    else:
-        net = eng.network
-        x = torch.randn(batch, net.conv_0.conv_0.conv.in_channels, h, w)
-
-        def call():
-            return net(x)
-    net.eval()
-    with inference_context(torch.device("cpu"), precision):
-        with FlopCounterMode(display=False) as fc:
-            call()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-    sec = statistics.median(times)
-    return {"engine": name, "preset": preset, "precision": precision, "batch": [batch, h, w],
-            "gflop": fc.get_total_flops() / 1e9, "seconds": sec, "gflops_per_s": fc.get_total_flops() / sec / 1e9}
-
-
-def restore_run(name: str, preset: str, shape, precision: str, steps: int) -> tuple[dict, np.ndarray]:
-    eng = create_engine(name, preset=preset, **({"sampling_steps": steps} if name == "msdsr" else {}))
-    eng.trained = True
+def _perturbed(eng):
+    """Untrained residual networks output exactly 0; give them weights that do something."""
     torch.manual_seed(0)
-    with torch.no_grad():  # untrained residual nets output exactly 0: give them weights that do something
+    with torch.no_grad():
         for p in eng.ema.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    vol = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
-    grid = OutputGrid(shape[0], FACTOR)
-    prof_net = 0.0
+    eng.trained = True
+    return eng
+
+
+def _networks(eng) -> dict:
+    """name -> (module, example input builder) for the networks one restore calls."""
+    net = eng.ema
+    if eng.name == "msdsr":
+        den = net["denoiser"] if eng.cfg.two_stage else net
+        out = {"msdsr denoiser": (den, lambda b, h, w: (torch.randn(b, den.conv_in.conv.in_channels, h, w),
+                                                        torch.full((b,), 500, dtype=torch.long)))}
+        if eng.cfg.two_stage:
+            reg = net["regressor"]
+            out["msdsr regressor"] = (reg, lambda b, h, w: (torch.randn(b, reg.conv_0.conv_0.conv.in_channels, h, w),))
+        return out
+    return {f"{eng.name} unet": (net, lambda b, h, w: (torch.randn(b, net.conv_0.conv_0.conv.in_channels, h, w),))}
+
+
+def _call(module, args):
+    return module(args[0], timesteps=args[1]) if len(args) == 2 else module(args[0])
+
+
+def network_call(label, module, make, batch, h, w, precision, repeats, *, channels_last=False, compile_=False) -> dict:
+    """FLOPs and median time of one forward on (batch, C, h, w)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module.eval()
+    args = make(batch, h, w)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    with inference_context(torch.device("cpu"), precision), FlopCounterMode(display=False) as fc:
+        _call(module, args)
+    compile_s = None
+    if compile_:
+        t0 = time.perf_counter()
+        module = torch.compile(module)
+        with inference_context(torch.device("cpu"), precision):
+            _call(module, args)
+        compile_s = time.perf_counter() - t0
+    times = []
+    with inference_context(torch.device("cpu"), precision):
+        _call(module, args)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _call(module, args)
+            times.append(time.perf_counter() - t0)
+    if channels_last:
+        module.to(memory_format=torch.contiguous_format)
+    sec = statistics.median(times)
+    variant = precision + (" channels-last" if channels_last else "") + (" compiled" if compile_ else "")
+    return {"network": label, "variant": variant, "precision": precision, "batch": [batch, h, w],
+            "gflop": fc.get_total_flops() / 1e9, "seconds": sec, "gflops_per_s": fc.get_total_flops() / sec / 1e9,
+            "compile_s": compile_s}
+
+
+class _Timer:
+    """Wall time spent inside the engine's networks' forwards and inside ``engine.restore``."""
+
+    def __init__(self, eng):
+        self.network = self.engine = 0.0
+        self._hooks = []
+        for module, _ in _networks(eng).values():
+            self._hooks.append(module.register_forward_pre_hook(self._start))
+            self._hooks.append(module.register_forward_hook(self._stop))
+        self._orig, self._eng = eng._restore, eng
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return self._orig(*a, **k)
+            finally:
+                self.engine += time.perf_counter() - t0
+        eng._restore = timed
+
+    def _start(self, *_):
+        self._t0 = time.perf_counter()
+
+    def _stop(self, *_):
+        self.network += time.perf_counter() - self._t0
+
+    def close(self):
+        for h in self._hooks:
+            h.remove()
+        self._eng._restore = self._orig
+
+
+def restore_once(eng, vol, setting: dict, *, profile: bool = False) -> dict:
+    grid = OutputGrid(vol.shape[1], FACTOR)
+    timer = _Timer(eng) if profile else None
     t0 = time.perf_counter()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        out = restore_volume(vol, grid, eng, seed=0, precision=precision).data
+    out = restore_volume(vol, grid, eng, seed=0, precision=setting["precision"],
+                         sampling_steps=setting["sampling_steps"]).data
     wall = time.perf_counter() - t0
-    for ev in prof.key_averages():
-        if ev.key.startswith("aten::") and any(k in ev.key for k in ("conv", "mm", "linear", "attention")):
-            prof_net += ev.self_cpu_time_total / 1e6
-    n_vox = out.size
-    return {"engine": name, "preset": preset, "precision": precision, "shape_in": list(shape),
-            "seconds": wall, "voxels_per_s": n_vox / wall, "conv_matmul_share": prof_net / wall}, out
+    row = {"seconds": wall, "voxels_per_s": out.size / wall}
+    if timer is not None:
+        timer.close()
+        row.update(network_s=timer.network, engine_other_s=timer.engine - timer.network,
+                   pipeline_s=wall - timer.engine)
+    return row
+
+
+def landed_vs_default(shape, repeats: int) -> dict:
+    eng = _perturbed(create_engine("msdsr"))
+    default = {"sampling_steps": int(eng.cfg.sampling_steps), "precision": "auto"}
+    vol = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
+    restore_once(eng, vol[:, :, :16, :16], default)  # warm-up (first-call allocations)
+    runs = {"landed": [], "default": []}
+    for _ in range(repeats):  # alternate, so drift on a shared machine hits both alike
+        for name, setting in (("landed", LANDED), ("default", default)):
+            runs[name].append(restore_once(eng, vol, setting)["seconds"])
+    prof = restore_once(eng, vol, default, profile=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"shape_in": list(shape), "preset": eng.cfg.preset, "default": default,
+            "resolved_precision": resolve_precision("auto", torch.device("cpu")), "landed": LANDED,
+            "seconds": runs, "median_s": med, "speedup": med["landed"] / med["default"], "profile": prof}
+
+
+def real_size(shape) -> dict:
+    """One default restore of ``shape`` in a child process (its own peak RSS), plus TIFF I/O."""
+    code = f"""
+import json, resource, sys, time, numpy as np, tifffile, tempfile, os
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from bench_speed import _perturbed, restore_once
+from volsr.engines import create_engine
+eng = _perturbed(create_engine("msdsr"))
+vol = np.random.default_rng(0).random((1, *{list(shape)!r})).astype(np.float32)
+row = restore_once(eng, vol, {{"sampling_steps": int(eng.cfg.sampling_steps), "precision": "auto"}}, profile=True)
+d = tempfile.mkdtemp()
+t0 = time.perf_counter(); tifffile.imwrite(os.path.join(d, "a.tif"), vol[0]); tifffile.imread(os.path.join(d, "a.tif"))
+row["tiff_io_s"] = time.perf_counter() - t0
+row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(json.dumps(row))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    return {"shape_in": list(shape), "shape_out": [OutputGrid(shape[0], FACTOR).n_out, *shape[1:]], **row}
+
+
+def markdown(rows: dict, command: str) -> str:
+    mm = rows["matmul_gflops"]
+    lines = [f"`{command}`", "", f"matmul 1024^2: float32 {mm['float32']:.1f} GFLOP/s, "
+             f"bfloat16 {mm['bfloat16']:.1f} GFLOP/s (same run)", "",
+             "| network | variant | batch (N,H,W) | GFLOP | s | GFLOP/s | / matmul | compile s |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for c in rows["calls"]:
+        cs = "" if c["compile_s"] is None else f"{c['compile_s']:.1f}"
+        lines.append(f"| {c['network']} | {c['variant']} | {c['batch']} | {c['gflop']:.2f} | {c['seconds']:.3f} | "
+                     f"{c['gflops_per_s']:.1f} | {c['gflops_per_s'] / mm[c['precision']]:.2f} | {cs} |")
+    r = rows["ratio"]
+    p = r["profile"]
+    lines += ["", f"Landed vs default, msdsr (preset {r['preset']}), input {r['shape_in']} -> 4x z, "
+              f"{len(r['seconds']['landed'])} alternating runs each:", "",
+              "| setting | steps | precision | median s | runs s |", "|---|---:|---|---:|---|"]
+    for k, s in (("landed", r["landed"]), ("default", r["default"])):
+        prec = s["precision"] if s["precision"] != "auto" else f"auto ({r['resolved_precision']})"
+        lines.append(f"| {k} | {s['sampling_steps']} | {prec} | {r['median_s'][k]:.1f} | "
+                     f"{', '.join(f'{v:.1f}' for v in r['seconds'][k])} |")
+    lines += ["", f"**Speed-up (median landed / median default): {r['speedup']:.2f}x**", "",
+              f"Profile of one default restore ({p['seconds']:.1f} s): network forwards {p['network_s']:.1f} s "
+              f"({p['network_s'] / p['seconds']:.0%}), rest of the engine {p['engine_other_s']:.1f} s "
+              f"({p['engine_other_s'] / p['seconds']:.0%}), volume pipeline (slicing, pasting, fusion) "
+              f"{p['pipeline_s']:.1f} s ({p['pipeline_s'] / p['seconds']:.0%})."]
+    if rows.get("real"):
+        q = rows["real"]
+        lines += ["", f"Real size: {q['shape_in']} -> {q['shape_out']}, default: {q['seconds']:.0f} s "
+                  f"({q['seconds'] / 60:.1f} min), {q['voxels_per_s'] / 1e3:.0f} k output voxels/s, peak RSS "
+                  f"{q['peak_rss_gib']:.2f} GiB; network {q['network_s'] / q['seconds']:.0%}, engine other "
+                  f"{q['engine_other_s'] / q['seconds']:.0%}, pipeline {q['pipeline_s'] / q['seconds']:.0%}; "
+                  f"TIFF write+read of the input {q['tiff_io_s']:.2f} s."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", default="16,128,128", help="input stack Z,Y,X (restored 4x in z)")
-    ap.add_argument("--engines", default="msdsr:small,msunet:small")
-    ap.add_argument("--steps", type=int, default=10, help="MSDSR sampling steps")
+    ap.add_argument("--shape", default="64,512,512", help="real-size input stack Z,Y,X (restored 4x in z); "
+                    "'none' skips it")
+    ap.add_argument("--ratio-shape", default="64,96,96", help="stack for the landed-vs-default ratio")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forwards")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_speed.md")))
     args = ap.parse_args(argv)
-    shape = [int(v) for v in args.shape.split(",")]
+    shape = None if args.shape == "none" else [int(v) for v in args.shape.split(",")]
     rows = {"matmul_gflops": {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)},
-            "calls": [], "restores": []}
-    for spec in args.engines.split(","):
-        name, preset = spec.split(":")
-        for prec in ("float32", "bfloat16"):
-            rows["calls"].append(network_call(name, preset, 4, 64, 256, prec, args.repeats))
-        outs = {}
-        for prec in ("float32", "bfloat16"):
-            r, outs[prec] = restore_run(name, preset, shape, prec, args.steps)
-            rows["restores"].append(r)
-        mse = float(np.mean((outs["float32"] - outs["bfloat16"]) ** 2))
-        rows["restores"][-1]["psnr_vs_float32"] = 10 * np.log10(1.0 / max(mse, 1e-20))
+            "calls": []}
+    for name in ("msdsr", "msunet"):
+        eng = _perturbed(create_engine(name))
+        for label, (module, make) in _networks(eng).items():
+            for prec in ("float32", "bfloat16"):
+                for cl in (False, True):
+                    rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
+                                                      channels_last=cl))
+                if args.compile:
+                    rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
+                                                      compile_=True))
+    rows["ratio"] = landed_vs_default([int(v) for v in args.ratio_shape.split(",")], args.repeats)
+    rows["real"] = real_size(shape) if shape else None
     rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    mm = rows["matmul_gflops"]
-    lines = [f"`python benchmarks/bench_speed.py {' '.join(argv or sys.argv[1:])}`", "",
-             f"matmul 1024^2: float32 {mm['float32']:.1f} GFLOP/s, bfloat16 {mm['bfloat16']:.1f} GFLOP/s", "",
-             "| engine | preset | precision | batch (N,H,W) | GFLOP | s | GFLOP/s | / matmul |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
-    for c in rows["calls"]:
-        lines.append(f"| {c['engine']} | {c['preset']} | {c['precision']} | {c['batch']} | {c['gflop']:.2f} | "
-                     f"{c['seconds']:.3f} | {c['gflops_per_s']:.1f} | {c['gflops_per_s'] / mm[c['precision']]:.2f} |")
-    lines += ["", "| engine | precision | input | s | output voxels/s | conv+matmul share | PSNR vs float32 |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows["restores"]:
-        ps = r.get("psnr_vs_float32")
-        lines.append(f"| {r['engine']}:{r['preset']} | {r['precision']} | {r['shape_in']} | {r['seconds']:.1f} | "
-                     f"{r['voxels_per_s']:.0f} | {r['conv_matmul_share']:.2f} | {'' if ps is None else f'{ps:.1f} dB'} |")
-    lines.append(f"\npeak RSS {rows['peak_rss_gib']:.2f} GiB")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    text = markdown(rows, "python benchmarks/bench_speed.py" + ("" if not argv else " " + " ".join(argv)))
+    Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
-    print("\n".join(lines))
+    print(text)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with tempfile.TemporaryDirectory():
+        raise SystemExit(main())

@@ -25,6 +25,8 @@ width must be multiples of :func:`size_multiple` (the sampler pads to it).
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any
 
 import torch
@@ -109,9 +111,9 @@ def build_diffusion_unet(
     if int(condition_channels) < 0:
         raise ValueError(f"condition_channels must be >= 0, got {condition_channels!r}")
     in_ch = int(channels) + (1 if mask_channel else 0) + int(condition_channels)
-    if device is None:
-        return DiffusionModelUNet(spatial_dims=2, in_channels=in_ch, out_channels=int(channels), **spec)
-    with torch.device(device):
+    # attention through PyTorch's fused scaled_dot_product_attention (same weights, less memory)
+    spec["use_flash_attention"] = any(spec["attention_levels"])
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         return DiffusionModelUNet(spatial_dims=2, in_channels=in_ch, out_channels=int(channels), **spec)
 
 
