@@ -305,15 +305,18 @@ def rps_curves(hr, *, sr=None, lr=None, engine=None, crop_border: int = 0) -> RP
 
 
 def plot_rps(curves: RPSCurves, ax=None, title: str | None = None):
-    """Plot the curves (log power vs cycles/pixel) on a matplotlib axis; returns the axis."""
+    """Plot the curves (power vs cycles/pixel, log scale) on a matplotlib axis; returns the axis.
+
+    HR is a thick black line, LR dotted grey, HR-latent curves (names starting so) dashed.
+    """
     if ax is None:
         import matplotlib.pyplot as plt
 
         ax = plt.subplots(figsize=(5, 3.5))[1]
-    styles = {"HR": dict(color="black", lw=2), "LR": dict(color="grey", ls=":"),
-              "HR-latent": dict(color="black", ls="--")}
+    styles = {"HR": dict(color="black", lw=2), "LR": dict(color="grey", ls=":", lw=2)}
     for name, lp in curves.log_power.items():
-        ax.semilogy(curves.frequency, 10.0 ** lp, label=name, **styles.get(name, {}))
+        style = styles.get(name, dict(ls="--") if name.startswith("HR-latent") else {})
+        ax.semilogy(curves.frequency, 10.0 ** lp, label=name, **style)
     ax.set_xlabel("cycles / pixel")
     ax.set_ylabel("power (z-scored image)")
     if title:
