@@ -22,8 +22,32 @@ def test_radial_spectrum_peaks_at_the_sine_frequency():
     flat = radial_power_spectrum(np.random.default_rng(1).normal(size=(64, 32, 32))).mean(axis=0)
     inner = flat[2:-2]  # white noise: flat away from the window's edges
     assert inner.max() / inner.min() < 1.5
-    with pytest.raises(VolsrError, match="square"):
-        radial_power_spectrum(np.zeros((16, 32)))
+    with pytest.raises(VolsrError, match="at least 8 px"):
+        radial_power_spectrum(np.zeros((6, 32)))
+    with pytest.raises(VolsrError, match="normalization"):
+        radial_power_spectrum(np.zeros((16, 16)), normalization="max")
+
+
+def test_rectangular_images_bin_on_the_shorter_side():
+    # a sine along the long axis of a 32 x 64 image: 16 bins, peak at its frequency
+    x = np.arange(64)
+    img = np.sin(2 * np.pi * 0.125 * x)[None, :] * np.ones((32, 1))
+    p, k = radial_power_spectrum(img, return_frequency=True)
+    assert p.shape == (16,) and abs(k[np.argmax(p)] - 0.125) <= 0.5 / 16
+
+
+def test_zscore_spectrum_is_the_orthonormal_power_of_the_zscored_windowed_image():
+    rng = np.random.default_rng(3)
+    img = 5.0 + 3.0 * rng.normal(size=(32, 32))
+    p, k = radial_power_spectrum(img, normalization="zscore", return_frequency=True)
+    # same curve for any brightness and contrast
+    assert np.allclose(p, radial_power_spectrum(0.1 * img - 7, normalization="zscore"))
+    # white noise of unit variance: power per frequency ~ mean(w^2) of the Hann window (Parseval)
+    w2 = np.mean(np.outer(np.hanning(32), np.hanning(32)) ** 2)
+    flat = radial_power_spectrum(rng.normal(size=(256, 32, 32)), normalization="zscore").mean(axis=0)
+    assert np.allclose(flat[3:-3], w2, rtol=0.1)
+    # a constant image has no structure: zero power, not NaN
+    assert np.all(radial_power_spectrum(np.full((16, 16), 2.0), normalization="zscore") == 0)
 
 
 def test_isotropy_gap_is_small_for_isotropic_volume(iso):

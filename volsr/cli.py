@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import Cancelled, OutputError, VolsrError
 
-SUBCOMMAND_MODULES = ("volsr.cli_train", "volsr.cli_eval", "volsr.cli_upscale")
+SUBCOMMAND_MODULES = ("volsr.cli_train", "volsr.cli_eval", "volsr.cli_upscale", "volsr.cli_score2d")
 
 
 class TqdmProgress:

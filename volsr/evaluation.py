@@ -8,6 +8,9 @@
   then per-axis FID, SliceFID, per-axis PSNR/SSIM and the spectral isotropy gap.
 * :func:`evaluate` — both on one HR volume (what ``volsr eval`` runs);
   :func:`write_report` — CSV + Markdown tables + PNG figures.
+* 2D super-resolution (in-plane upscaling) scores live in :mod:`volsr.evaluation_2d` and are
+  re-exported here: :func:`score_2d`, :func:`psnr_y`, :func:`ssim_y`, :func:`spectrum_error_2d`,
+  :func:`rps_curves`.
 
 Intensity units: the HR data are percentile-normalised once
 (:class:`volsr.normalize.PercentileNormalizer`, 0.1/99.9 per channel) and every
@@ -52,6 +55,7 @@ import torch
 from .engines import create_engine
 from .engines.base import Engine
 from .errors import InputError, OutputError, VolsrError
+from .evaluation_2d import RPSCurves, psnr_y, rps_curves, score_2d, spectrum_error_2d, ssim_y  # the 2D scores
 from .metrics.features import FeatureExtractor, LowLevelExtractor, get_extractor
 from .metrics.frechet import frechet_distance, gaussian_stats
 from .metrics.paired import paired_metrics, psnr, ssim_planes
@@ -66,6 +70,12 @@ __all__ = [
     "COLUMNS",
     "EvalResult",
     "paired_2d",
+    "RPSCurves",
+    "psnr_y",
+    "rps_curves",
+    "score_2d",
+    "spectrum_error_2d",
+    "ssim_y",
     "volume_3d",
     "evaluate",
     "parse_variant",

@@ -54,7 +54,8 @@ def _read_plain(path: Path):
     try:
         arr = np.asarray(skimage.io.imread(str(path)))
     except Exception as err:
-        raise InputError(f"cannot read image {path}: {err}; is it a valid PNG/JPEG/BMP file?") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # one line: no backend advice lists
+        raise InputError(f"cannot read image {path}: {first}; is it a valid PNG/JPEG/BMP file?") from None
     if arr.ndim == 3 and arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]  # alpha is transparency, not signal (the rule of volsr.io.read_image_2d)
     axes = {2: "YX", 3: "YXS"}.get(arr.ndim)

@@ -51,6 +51,11 @@ class Capabilities:
         (``seed``, ``batch_size``); any other option is refused.
     training_data : {'planes', 'triplets'}
         What the trainer feeds it: 2D crops with row masks, or XY plane triplets (E2E-UNet).
+    autoencoder : bool
+        Works in the latent space of an image autoencoder: :meth:`Engine.autoencode` passes
+        images through it (encode, decode). Latent-diffusion SR can at best reproduce what the
+        autoencoder keeps, so its output is the spectral reference ("HR-latent") of the 2D
+        evaluation.
     """
 
     rows: bool = True
@@ -60,6 +65,7 @@ class Capabilities:
     stochastic: bool = False
     options: frozenset[str] = frozenset()
     training_data: str = "planes"
+    autoencoder: bool = False
 
 
 def check_batch_size(batch_size, name: str = "batch size") -> None:
@@ -273,6 +279,24 @@ class Engine:
         return out
 
     def _upscale(self, images, scale, options, *, progress=None, cancel=None, generator=None):
+        raise NotImplementedError
+
+    def autoencode(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) normalised images through the engine's autoencoder (encode, decode), same shape.
+
+        Only engines that declare ``capabilities.autoencoder``; deterministic (the latent mean
+        is decoded, no sampling).
+        """
+        if not self.capabilities.autoencoder:
+            raise VolsrError(f"engine '{self.name}' has no latent autoencoder")
+        if images.ndim != 4 or min(images.shape[-2:]) < 2:
+            raise VolsrError(f"images must be (N, C, H, W) with H, W >= 2, got shape {tuple(images.shape)}")
+        out = self._autoencode(images)
+        if out.shape != images.shape:
+            raise VolsrError(f"engine '{self.name}' autoencoded {tuple(images.shape)} to {tuple(out.shape)}")
+        return out
+
+    def _autoencode(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def to(self, device: str | torch.device) -> Engine:

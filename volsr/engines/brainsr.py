@@ -294,7 +294,8 @@ class BrainSREngine(LearnedEngine):
 
     Capabilities: learned, 2D upscaling *and* z restoration (rows), stochastic (the NP's noise
     is sampled: ``seed`` matters, ``n_samples > 1`` gives an uncertainty map; deterministic
-    with ``np_sample=False``).
+    with ``np_sample=False``), and a latent autoencoder (:meth:`autoencode`: the "HR-latent"
+    spectral reference of :func:`volsr.evaluation_2d.rps_curves`).
 
     Examples
     --------
@@ -306,7 +307,8 @@ class BrainSREngine(LearnedEngine):
 
     name = "brainsr"
     description = "Brain-SR: frequency-guided one-step latent diffusion (AutoencoderKL + UNet + noise predictor)"
-    capabilities: ClassVar[Capabilities] = Capabilities(learned=True, upscale=True, rows=True, stochastic=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(learned=True, upscale=True, rows=True, stochastic=True,
+                                                        autoencoder=True)
     Config = BrainSRConfig
     PRESETS = BRAINSR_PRESETS
 
@@ -610,3 +612,13 @@ class BrainSREngine(LearnedEngine):
         up = F.interpolate(images.to(self.device, torch.float32), scale_factor=int(scale), mode="bicubic",
                            align_corners=False)
         return self._run(up, options, generator).to(images.device, images.dtype)
+
+    @torch.no_grad()
+    def _autoencode(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode (latent mean) and decode with the EMA autoencoder: what the latent space keeps of ``images``."""
+        self.check_channels(images.shape[1])
+        ae = self.sampling_network.eval()["autoencoder"]
+        x = images.to(self.device, torch.float32)
+        out = run_padded(lambda t: self.decode(ae, self.encode(ae, t)), x, AE_DOWNSAMPLING,
+                         chunk_pixels=PIXELS_PER_CHUNK)
+        return out.to(images.device, images.dtype)

@@ -43,16 +43,17 @@ import numpy as np
 from ..errors import VolsrError
 from .slicing import AXES, as_czyx, sample_volume_crops
 
-__all__ = ["radial_power_spectrum", "AxisSpectra", "axis_spectra", "isotropy_gap"]
+__all__ = ["radial_power_spectrum", "NORMALIZATIONS", "AxisSpectra", "axis_spectra", "isotropy_gap", "spectrum_error"]
 
 _AXIS_STREAM = {"xy": 11, "xz": 12, "yz": 13}
 
 
-def _radial_bins(size: int) -> tuple[np.ndarray, np.ndarray, int]:
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.fftfreq(size)[None, :]
+def _radial_bins(h: int, w: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bin index of every FFT frequency of an h x w image: ``min(h, w) // 2`` equal bins over (0, 0.5]."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
     k = np.sqrt(fy**2 + fx**2)
-    n_bins = size // 2
+    n_bins = min(h, w) // 2
     edges = np.linspace(0.0, 0.5, n_bins + 1)
     idx = np.digitize(k, edges[1:], right=True)  # bin 0 = (0, edge1], ..., values > 0.5 -> n_bins
     idx[k == 0] = -1  # leave out DC
@@ -60,12 +61,34 @@ def _radial_bins(size: int) -> tuple[np.ndarray, np.ndarray, int]:
     return idx, centres, n_bins
 
 
-def radial_power_spectrum(images, *, return_frequency: bool = False):
-    """Normalised, Hann-windowed radial power spectra of square images (N, S, S) or (S, S).
+NORMALIZATIONS = ("total", "zscore")
 
-    Returns an array (N, S // 2) (or (S // 2,)) of power per radial bin; each image's
-    spectrum (before binning) sums to 1. With ``return_frequency`` also the bin centres
-    in cycles/pixel.
+
+def radial_power_spectrum(images, *, normalization: str = "total", return_frequency: bool = False):
+    """Hann-windowed radial power spectra of images (N, H, W) or (H, W).
+
+    Parameters
+    ----------
+    images : array (N, H, W) or (H, W)
+        Square tiles (the volume spectra) or whole rectangular images (2D evaluation), at
+        least 8 px on each side.
+    normalization : {'total', 'zscore'}
+        ``'total'`` (the volume spectra of this module): subtract the mean, window, ``|FFT|^2``
+        divided by its sum, so each image's spectrum sums to 1. ``'zscore'`` (the 2D
+        evaluation, as in the Brain-SR paper's RPS curves): z-score the image (mean 0, std 1;
+        a constant image stays 0), window, ``|FFT|^2`` of the orthonormal FFT
+        (``norm='ortho'``), so by Parseval the power sums to the windowed image's energy and
+        curves of images of any size and contrast are comparable.
+    return_frequency : bool
+        Also return the bin centres in cycles/pixel.
+
+    Returns
+    -------
+    power : array (N, min(H, W) // 2) or (min(H, W) // 2,)
+        Mean power per radial bin; the bins split ``(0, 0.5]`` cycles/pixel evenly (DC left
+        out, corner frequencies beyond 0.5 too). For rectangular images the radial frequency
+        is ``sqrt(fy^2 + fx^2)`` on each axis' own frequency grid.
+    frequency : array (min(H, W) // 2,), only with ``return_frequency``
 
     Examples
     --------
@@ -74,22 +97,29 @@ def radial_power_spectrum(images, *, return_frequency: bool = False):
     >>> p.shape, k.shape
     ((4, 16), (16,))
     """
+    if normalization not in NORMALIZATIONS:
+        raise VolsrError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     x = np.asarray(images, dtype=np.float64)
     single = x.ndim == 2
     if single:
         x = x[None]
-    if x.ndim != 3 or x.shape[1] != x.shape[2]:
-        raise VolsrError(f"images must be square, (N, S, S) or (S, S); got shape {np.shape(images)}")
-    s = x.shape[1]
-    if s < 8:
-        raise VolsrError(f"spectra need tiles of at least 8 px, got {s}")
+    if x.ndim != 3:
+        raise VolsrError(f"images must be (N, H, W) or (H, W); got shape {np.shape(images)}")
+    h, w = x.shape[1:]
+    if min(h, w) < 8:
+        raise VolsrError(f"spectra need images of at least 8 px on each side, got {h}x{w}")
     x = x - x.mean(axis=(1, 2), keepdims=True)
-    w = np.hanning(s)
-    x = x * (w[:, None] * w[None, :])
-    p = np.abs(np.fft.fft2(x)) ** 2
-    total = p.sum(axis=(1, 2), keepdims=True)
-    p = p / np.where(total > 0, total, 1.0)
-    idx, centres, n_bins = _radial_bins(s)
+    if normalization == "zscore":
+        std = x.std(axis=(1, 2), keepdims=True)
+        x = x / np.where(std > 0, std, 1.0)
+    x = x * (np.hanning(h)[:, None] * np.hanning(w)[None, :])
+    if normalization == "zscore":
+        p = np.abs(np.fft.fft2(x, norm="ortho")) ** 2
+    else:
+        p = np.abs(np.fft.fft2(x)) ** 2
+        total = p.sum(axis=(1, 2), keepdims=True)
+        p = p / np.where(total > 0, total, 1.0)
+    idx, centres, n_bins = _radial_bins(h, w)
     flat_idx = idx.ravel()
     valid = (flat_idx >= 0) & (flat_idx < n_bins)
     counts = np.bincount(flat_idx[valid], minlength=n_bins).astype(np.float64)

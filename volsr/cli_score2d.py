@@ -1,0 +1,132 @@
+"""``volsr score2d``: PSNR/SSIM (Y channel) and spectrum error of a 2D SR result against its HR reference.
+
+A thin shell over :mod:`volsr.evaluation_2d` (conventions there). Integer images are scaled to
+[0, 1] by their dtype's maximum (uint8 / 255), float images are taken as they are; a stack is
+scored plane by plane (mean over planes). With ``--lr`` the LR image's bicubic upsampling is
+scored too (the baseline, in the LR file's dtype as ``volsr upscale`` would write it: 8-bit
+rounding adds high-frequency power the spectrum error sees) and the LR curve joins the radial
+power spectra in the JSON file.
+
+Wire into the main parser with ``add_parsers(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_parsers", "run_score2d"]
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score2d", help="PSNR/SSIM (Y channel) and spectrum error of a 2D SR image against its HR reference",
+        description="Score a super-resolved 2D image (or every plane of a stack) against its high-resolution "
+                    "reference: PSNR and SSIM on the BT.601 Y channel for RGB (grey values as they are) and the "
+                    "radial-power-spectrum error, as in the SR papers.")
+    p.add_argument("input", help="the SR result (TIFF / PNG / JPEG, grey or RGB, or a stack)")
+    p.add_argument("--reference", required=True, help="the HR image, the same size and channels as the SR result")
+    p.add_argument("--lr", help="the LR input: adds the bicubic baseline and the LR spectrum (sides = HR // scale)")
+    p.add_argument("--crop-border", type=int, default=0, metavar="N",
+                   help="pixels cut from every side before scoring (default 0; papers shave the scale)")
+    p.add_argument("--data-range", type=float, default=1.0,
+                   help="intensity range for PSNR/SSIM after integer images are scaled to [0, 1] (default 1)")
+    p.add_argument("--json", metavar="OUT.json", help="also write every number and the RPS curves to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.set_defaults(func=run_score2d)
+
+
+def _read(path: str, what: str) -> tuple[np.ndarray, np.dtype]:
+    """A file as a (N, C, H, W) batch in [0, 1] (integer dtypes / their maximum) and its dtype."""
+    from .errors import InputError
+    from .evaluation_2d import unit_range
+    from .upscaling import read_image
+
+    stack = read_image(path)
+    czyx = stack.canonical()
+    if czyx.shape[0] not in (1, 3):
+        raise InputError(f"{what} {path} has {czyx.shape[0]} channels; score2d scores grey (1) or RGB (3) images")
+    return np.moveaxis(unit_range(czyx), 1, 0), czyx.dtype
+
+
+def _as_written(up: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The bicubic baseline as ``volsr upscale`` writes it for an input of ``dtype`` (integers: rounded)."""
+    if not np.issubdtype(dtype, np.integer):
+        return up
+    top = float(np.iinfo(dtype).max)
+    return np.round(np.clip(up, 0.0, 1.0) * top) / top
+
+
+def _check_json(path: Path, overwrite: bool) -> None:
+    from .errors import OutputError
+
+    if not path.parent.exists():
+        raise OutputError(f"folder {path.parent} of --json does not exist; create it or choose another path")
+    if path.is_dir():
+        raise OutputError(f"--json {path} is a folder; give a file name such as {path / 'scores.json'}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it or choose another --json path")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from .checkpoint import _atomic_write
+
+    text = json.dumps(payload, indent=2, allow_nan=False)
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _finite(v: float) -> float | None:
+    return v if np.isfinite(v) else None  # strict JSON has no inf (a perfect match's PSNR)
+
+
+def run_score2d(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .evaluation_2d import rps_curves, score_2d, upsample_lr
+
+    out = Path(args.json) if args.json else None
+    if out is not None:
+        _check_json(out, args.overwrite)
+    if not (np.isfinite(args.data_range) and args.data_range > 0):
+        raise InputError(f"--data-range must be a positive number, got {args.data_range:g}")
+    sr, hr = _read(args.input, "SR image")[0], _read(args.reference, "reference")[0]
+    if sr.shape != hr.shape:
+        raise InputError(f"{args.input} is {_size(sr)} but the reference {args.reference} is {_size(hr)}: the SR "
+                         "result and its HR reference must be the same size (upscale to the reference's size)")
+    kw = dict(data_range=args.data_range, crop_border=args.crop_border)
+    scores = {"SR": score_2d(sr, hr, **kw)}
+    lr, scale = None, None
+    if args.lr:
+        lr, lr_dtype = _read(args.lr, "LR image")
+        if lr.shape[:2] != hr.shape[:2]:
+            raise InputError(f"the LR image {args.lr} is {_size(lr)} but the reference is {_size(hr)}: "
+                             "they need the same planes and channels")
+        up, scale = upsample_lr(lr, hr.shape[-2:])
+        scores["bicubic (LR)"] = score_2d(_as_written(up, lr_dtype), hr, **kw)
+    curves = rps_curves(hr, sr=sr, lr=lr, crop_border=args.crop_border)
+    _print_table(args, scores, hr, scale)
+    if out is not None:
+        payload = {"input": args.input, "reference": args.reference, "lr": args.lr, "scale": scale,
+                   "data_range": args.data_range,
+                   "scores": {k: {**v, "psnr": _finite(v["psnr"])} for k, v in scores.items()},
+                   "rps": curves.to_dict()}
+        _write_json(out, payload)
+        print(f"volsr: wrote {out}")
+    return 0
+
+
+def _size(a: np.ndarray) -> str:
+    n, c, h, w = a.shape
+    return f"{h}x{w} px with {c} channel{'s' if c > 1 else ''}" + (f" ({n} planes)" if n > 1 else "")
+
+
+def _print_table(args, scores: dict, hr: np.ndarray, scale) -> None:
+    channel = "Y channel of RGB" if hr.shape[1] == 3 else "grey values"
+    extra = f", scale {scale}" if scale else ""
+    print(f"{args.input} vs {args.reference}: {_size(hr)}, {channel}, border {args.crop_border} px{extra}")
+    print(f"  {'':<14}{'PSNR dB':>9}{'SSIM':>9}{'spectrum err':>14}")
+    for name, s in scores.items():
+        print(f"  {name:<14}{s['psnr']:>9.2f}{s['ssim']:>9.4f}{s['spectrum_error']:>14.4f}")
+    print("  (spectrum error: RMS difference of log10 radial power spectra vs the reference, decades; 0 = same)")
