@@ -58,11 +58,31 @@ def _low_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def inference_context(device: torch.device, precision: str = "float32"):
-    """``torch.inference_mode`` plus, for ``bfloat16`` (or ``auto`` resolving to it), autocast on ``device``."""
-    precision = resolve_precision(precision, device)
+@contextlib.contextmanager
+def channels_last(network: torch.nn.Module | None):
+    """Hold ``network``'s weights channels-last inside the block (convolutions pick that layout up).
+
+    oneDNN and cuDNN run 2D convolutions 1.2-2x faster in NHWC (``benchmarks/results_speed.md``);
+    the block restores the contiguous layout, so training and saving see the usual tensors.
+    """
+    if network is None:
+        yield
+        return
+    network.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        network.to(memory_format=torch.contiguous_format)
+
+
+def inference_context(device: torch.device, precision: str = "float32", network: torch.nn.Module | None = None):
+    """``torch.inference_mode``; for ``bfloat16`` (or ``auto`` resolving to it) also autocast on
+    ``device`` and ``network`` channels-last. ``float32`` leaves the arithmetic exactly as it was."""
+    fast = resolve_precision(precision, device) != "float32" and device.type in ("cpu", "cuda")
     stack = contextlib.ExitStack()
+    if fast:  # outside inference mode: the re-laid weights must stay ordinary (trainable) tensors
+        stack.enter_context(channels_last(network))
     stack.enter_context(torch.inference_mode())
-    if precision != "float32" and device.type in ("cpu", "cuda"):
+    if fast:
         stack.enter_context(torch.autocast(device_type=device.type, dtype=_low_dtype(device)))
     return stack
