@@ -15,7 +15,7 @@ from .errors import InputError
 
 PRECISIONS = ("float32", "bfloat16")
 
-__all__ = ["PRECISIONS", "inference_context", "check_precision"]
+__all__ = ["PRECISIONS", "inference_context", "check_precision", "compute_dtype_name"]
 
 
 def check_precision(precision: str) -> str:
@@ -38,3 +38,11 @@ def inference_context(device: torch.device, precision: str = "float32"):
     if precision != "float32" and device.type in ("cpu", "cuda"):
         stack.enter_context(torch.autocast(device_type=device.type, dtype=_low_dtype(device)))
     return stack
+
+
+def compute_dtype_name(device: torch.device, precision: str = "float32") -> str:
+    """What :func:`inference_context` makes the network compute in, for log lines."""
+    check_precision(precision)
+    if precision == "float32" or torch.device(device).type not in ("cpu", "cuda"):
+        return "float32"
+    return f"{str(_low_dtype(torch.device(device))).removeprefix('torch.')} autocast"
