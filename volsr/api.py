@@ -21,6 +21,7 @@ from .engines.base import check_options as check_engine_options
 from .errors import InputError, OutputError, VolsrError
 from .normalize import PercentileNormalizer
 from .precision import check_precision
+from .runtime import configure_threads
 from .sampling import OutputGrid, VolumeGrid, check_factor
 from .train import check_budget
 from .volume import check_options, restore_volume
@@ -339,6 +340,7 @@ def restore(
     ((9, 16, 16), 'ZYX')
     """
     t0 = time.perf_counter()
+    configure_threads()
     planes, fusion = check_options(planes, fusion)
     _check_call(batch_size, output_dtype)
     check_precision(precision)

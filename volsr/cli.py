@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,25 @@ class TqdmProgress:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+class StderrLog(logging.Handler):
+    """The ``volsr`` logger's INFO lines (device, dtype, batch) as ``volsr: ...`` on stderr.
+
+    Looks ``sys.stderr`` up at every line, so it follows redirections made after it was added.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"volsr: {record.getMessage()}", file=sys.stderr)
+
+
+def show_log() -> None:
+    """Route the library's INFO log lines to the terminal (once per process)."""
+    log = logging.getLogger("volsr")
+    if not any(isinstance(h, StderrLog) for h in log.handlers):
+        log.addHandler(StderrLog(logging.INFO))
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
 
 
 def default_output(input_path: str | None) -> Path:
@@ -243,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_log()
     try:
         return int(args.func(args) or 0)
     except VolsrError as err:

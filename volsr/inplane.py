@@ -15,6 +15,7 @@ import torch
 
 from .engines.base import Engine, RestoreOptions, make_options
 from .errors import Cancelled, InputError
+from .runtime import configure_threads, log_run, planes_text, to_device
 from .sampling import VolumeGrid
 from .volume import VolumeResult, slab_seed
 
@@ -58,7 +59,11 @@ def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOption
     opts = make_options(options)
     if tile is not None and (int(tile) < 8 or not 0 <= float(overlap) < 1):
         raise InputError(f"tile must be >= 8 pixels and overlap in [0, 1), got tile={tile}, overlap={overlap}")
+    # planes per slab carry the seeds: a fixed pixel budget, never free memory (see volsr.volume)
     per = int(batch_size or max(1, (1 << 22) // max(1, c * ny * nx * grid.yx_scale**2)))
+    configure_threads()
+    log_run("upscaling", engine.device, "float32", f"batch {planes_text(min(per, nz))}" + (
+        f", tiles of {tile} px" if tile is not None and max(ny, nx) > tile else ""))
     if progress is not None:
         progress("upscale", 0, nz)
     for z0 in range(0, nz, per):
@@ -67,7 +72,7 @@ def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOption
         sl = slice(z0, min(nz, z0 + per))
         planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(volume[:, sl], np.float32), 1, 0)))
         with torch.no_grad():
-            res = _upscale_planes(engine, planes.to(engine.device), grid.yx_scale,
+            res = _upscale_planes(engine, to_device(planes, engine.device), grid.yx_scale,
                                   opts.replace(seed=slab_seed(seed, "xy", z0)), tile, overlap, cancel)
         out[:, sl] = np.moveaxis(res.float().cpu().numpy(), 0, 1)
         if progress is not None:

@@ -21,7 +21,7 @@ from .errors import InputError
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-__all__ = ["PRECISIONS", "inference_context", "check_precision", "resolve_precision"]
+__all__ = ["PRECISIONS", "inference_context", "check_precision", "resolve_precision", "compute_dtype_name"]
 
 
 def check_precision(precision: str) -> str:
@@ -86,3 +86,10 @@ def inference_context(device: torch.device, precision: str = "float32", network:
     if fast:
         stack.enter_context(torch.autocast(device_type=device.type, dtype=_low_dtype(device)))
     return stack
+
+
+def compute_dtype_name(device: torch.device, precision: str = "float32") -> str:
+    """What :func:`inference_context` makes the network compute in, for log lines."""
+    if resolve_precision(precision, device) == "float32" or torch.device(device).type not in ("cpu", "cuda"):
+        return "float32"
+    return f"{str(_low_dtype(torch.device(device))).removeprefix('torch.')} autocast, channels-last"

@@ -149,8 +149,13 @@ class MaskedSliceSampler:
     tile_overlap : float
         Overlap fraction of tiles in [0, 1).
     chunk_pixels : int
-        Bound on pixels per network call; planes are processed in sub-batches of
-        ``max(1, chunk_pixels // (H * W))``.
+        Planes are sampled in sub-batches of ``max(1, chunk_pixels // (H * W))``, each with its
+        own noise drawn in turn from the generator: the sub-batch size decides the random
+        draws, so it must not depend on the machine.
+    call_planes : int, optional
+        Planes per network call inside a sub-batch (default: the whole sub-batch). Set from
+        free memory (:func:`volsr.runtime.choose_batch_size`); it never changes the noise, only
+        how many planes one forward pass holds (float rounding of batched kernels aside).
     """
 
     network: torch.nn.Module
@@ -163,6 +168,7 @@ class MaskedSliceSampler:
     tile: int | None = None
     tile_overlap: float = 0.25
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS
+    call_planes: int | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -173,6 +179,8 @@ class MaskedSliceSampler:
             raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
         if int(self.chunk_pixels) < 1:
             raise ValueError(f"chunk_pixels must be >= 1, got {self.chunk_pixels!r}")
+        if self.call_planes is not None and int(self.call_planes) < 1:
+            raise ValueError(f"call_planes must be >= 1, got {self.call_planes!r}")
         if self.mode == "tiles" and not self.tile:
             raise ValueError("mode='tiles' needs a tile size (the training crop)")
         from monai.networks.schedulers import DDIMScheduler
@@ -189,10 +197,18 @@ class MaskedSliceSampler:
     def _predict(self, x: torch.Tensor, m: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
         n, _, h, w = x.shape
         ts = torch.full((n,), int(t), dtype=torch.long, device=x.device)
+        per = n if self.call_planes is None else int(self.call_planes)
         if self.mode == "full":
-            return self.inputs.predict(self.network, x, m, ts, cond, self.multiple)
+            if per >= n:
+                return self.inputs.predict(self.network, x, m, ts, cond, self.multiple)
+            return torch.cat([self.inputs.predict(self.network, x[i:i + per], m[i:i + per], ts[i:i + per],
+                                                  None if cond is None else cond[i:i + per], self.multiple)
+                              for i in range(0, n, per)])
         from monai.inferers import sliding_window_inference
 
+        tile_pixels = int(self.chunk_pixels)
+        if self.call_planes is not None and per < max(1, tile_pixels // (h * w)):  # free memory binds
+            tile_pixels = per * h * w
         side = int(math.ceil(int(self.tile) / self.multiple) * self.multiple)
         pad_mode = "reflect" if min(h, w) > side else "replicate"
 
@@ -201,7 +217,7 @@ class MaskedSliceSampler:
 
         raw = sliding_window_inference(
             self.inputs.build(x, m, cond), roi_size=(side, side),
-            sw_batch_size=max(1, int(self.chunk_pixels) // (side * side)),
+            sw_batch_size=max(1, tile_pixels // (side * side)),
             predictor=predictor, overlap=float(self.tile_overlap), mode="gaussian", padding_mode=pad_mode,
         )
         return self.inputs.finish(raw, cond)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .errors import Cancelled, VolsrError
+from .runtime import configure_threads
 
 __all__ = ["fit_engine", "lr_at", "lr_at_fraction", "ema_decay_at", "TrainSettings", "Budget", "TrainState"]
 
@@ -462,6 +463,7 @@ def fit_engine(engine, data, *, mask_sampler=None, crop: int | None = None,
         ``rejected_crop_fraction``, ``lr``, ``batch_size``, ``seed``.
     """
     t_start = time.perf_counter()
+    configure_threads()
     settings = TrainSettings(**options)
     wd = float(settings.weight_decay if settings.weight_decay is not None else engine.cfg.weight_decay)
     planes = engine.training_data(data, crop=crop)

@@ -20,6 +20,7 @@ from .engines import Engine, create_engine, load_engine, resolve_device
 from .errors import InputError
 from .inplane import upscale_volume
 from .normalize import PercentileNormalizer
+from .runtime import configure_threads
 from .sampling import VolumeGrid
 
 __all__ = ["upscale", "UpscaleResult", "model_scale", "read_image"]
@@ -214,6 +215,7 @@ def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic
     from .api import as_stack, check_finite, to_dtype
 
     t0 = time.perf_counter()
+    configure_threads()
     if output_dtype not in ("same", "float32"):
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
     stack = read_image(source, axes, level) if isinstance(source, (str, Path)) else as_stack(source, axes=axes)

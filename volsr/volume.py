@@ -10,6 +10,11 @@ batch plus whatever ``out`` keeps in memory; the input may be any sliceable arra
 Every slab gets its own seed, derived from the call's seed, the direction and the slab's
 first index (:func:`slab_seed`), so a result does not depend on the order slabs are run in.
 Engines that declare ``capabilities.volume`` (E2E-UNet) get the whole volume instead.
+
+Two batch sizes, on purpose: the *slab* (planes per engine call, :func:`default_batch_size`)
+decides the seeds and therefore never depends on the machine; the planes per *network call*
+inside a slab are the engine's (:meth:`Engine.planes_per_call`), capped by free memory on the
+device (:mod:`volsr.runtime`). One INFO line on the ``volsr`` logger says what was used.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from scipy.ndimage import gaussian_filter
 
 from .engines.base import Engine, RestoreOptions, check_batch_size, make_options
 from .errors import Cancelled, InputError
-from .precision import check_precision, inference_context
+from .precision import check_precision, compute_dtype_name, inference_context
+from .runtime import configure_threads, log_run, memory_budget, planes_text, to_device
 from .sampling import OutputGrid
 
 PLANES = ("both", "xz", "yz")
@@ -49,7 +55,13 @@ def check_options(planes: str, fusion: str) -> tuple[str, str]:
 
 
 def default_batch_size(engine: Engine, channels: int, rows: int, cols: int) -> int:
-    """Planes per engine call: ~4 Mpixel batches for cheap engines, fewer for learned ones."""
+    """Planes per slab (engine call): ~4 Mpixel for cheap engines, ~1 Mpixel for learned ones.
+
+    Deliberately independent of free memory: slabs carry the seeds (:func:`slab_seed`) and,
+    for stochastic engines, the noise, so a memory-sized slab would make a result depend on
+    what else the machine was doing. Memory bounds the network calls inside a slab instead
+    (:meth:`Engine.planes_per_call`); a slab's own arrays are a few MB.
+    """
     budget = 2**20 if engine.learned else 2**22
     return max(1, budget // max(1, channels * rows * cols))
 
@@ -123,7 +135,7 @@ def _run_direction(
     """Restore all planes along one direction; ``write(sl, planes, std)`` stores each batch."""
     c, _, ny, nx = volume.shape
     n = ny if axis == "xz" else nx
-    known = torch.from_numpy(grid.known_mask).to(engine.device)
+    known = to_device(torch.from_numpy(grid.known_mask), engine.device)
     if progress is not None:
         progress(axis, 0, n)
     for start in range(0, n, batch_size):
@@ -134,7 +146,8 @@ def _run_direction(
             slab = rearrange(np.asarray(volume[:, :, sl, :]), "c z b x -> b c z x")
         else:  # fixed x: rows = Z, cols = Y
             slab = rearrange(np.asarray(volume[:, :, :, sl]), "c z y b -> b c z y")
-        planes = torch.from_numpy(np.ascontiguousarray(grid.place(slab.astype(np.float32), axis=2))).to(engine.device)
+        planes = to_device(torch.from_numpy(np.ascontiguousarray(grid.place(slab.astype(np.float32), axis=2))),
+                           engine.device)
         opts = options.replace(seed=slab_seed(seed, axis, start))
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
@@ -194,16 +207,39 @@ def _paste_measured(out, std, volume, grid: OutputGrid, slab: int = 64) -> None:
             std[:, :, sl, :] = sblock
 
 
+def _log_batches(engine: Engine, grid: OutputGrid, sizes: dict[str, tuple[int, int, int]], opts: RestoreOptions,
+                 precision: str) -> str:
+    """The one log line: device, threads, dtype, planes per network call and per slab, memory budget.
+
+    ``sizes``: direction -> (plane width, planes per slab, planes along the direction).
+    """
+    texts, network = {}, False
+    for axis, (cols, slab, n) in sizes.items():
+        slab = min(slab, n)
+        call = engine.planes_per_call(grid.n_out, cols, opts)
+        network = network or call is not None
+        texts[axis] = (planes_text(slab) if call is None
+                       else f"{min(call, slab)} per network call, slabs of {planes_text(slab)}")
+    batch = next(iter(texts.values())) if len(set(texts.values())) == 1 else \
+        "; ".join(f"{axis.upper()} {text}" for axis, text in texts.items())
+    budget = memory_budget(engine.device) if network else None
+    return log_run("restoring", engine.device, compute_dtype_name(engine.device, precision), f"batch {batch}", budget)
+
+
 def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
                 seed, precision) -> None:
     """Both directions (or one), each written or fused into ``out``."""
     c, _, ny, nx = volume.shape
     first = "xz" if planes in ("both", "xz") else "yz"
     write_xz, write_yz = _fuse_writers(out, std, first, fusion)
-    for axis, write, side in (("xz", write_xz, nx), ("yz", write_yz, ny)):
-        if planes in ("both", axis):
-            bs = int(batch_size or default_batch_size(engine, c, grid.n_out, side))
-            _run_direction(volume, grid, engine, axis, bs, n_samples, write, progress, cancel, opts, seed, precision)
+    # direction, writer, plane width (cols), number of planes
+    runs = [run for run in (("xz", write_xz, nx, ny), ("yz", write_yz, ny, nx)) if planes in ("both", run[0])]
+    sizes = {axis: (cols, int(batch_size or default_batch_size(engine, c, grid.n_out, cols)), n)
+             for axis, _, cols, n in runs}
+    _log_batches(engine, grid, sizes, opts, precision)
+    for axis, write, _cols, _n in runs:
+        _run_direction(volume, grid, engine, axis, sizes[axis][1], n_samples, write, progress, cancel, opts, seed,
+                       precision)
 
 
 def restore_volume(
@@ -285,12 +321,14 @@ def restore_volume(
     opts = make_options(options, **option_kwargs)
     check_precision(precision)
     check_batch_size(batch_size)
+    configure_threads()
     shape = (c, grid.n_out, ny, nx)
     out = _check_out(out, shape, "out")
     std = _check_out(std_out, shape, "std_out") if n_samples > 1 else None
     if std is not None:
         std[...] = 0.0
     if engine.capabilities.volume:  # volumetric engines (e.g. e2e-unet) work on the whole stack
+        log_run("restoring", engine.device, "float32", f"the whole volume at once ({engine.name})")
         out[...] = np.asarray(engine.restore_volume(np.asarray(volume, dtype=np.float32), grid, opts,
                                                     progress=progress, cancel=cancel), dtype=np.float32)
     else:

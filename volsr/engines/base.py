@@ -299,6 +299,24 @@ class Engine:
     def _autoencode(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    # -- memory ----------------------------------------------------------------------------------
+    def bytes_per_pixel(self, height: int, width: int) -> float:
+        """Peak activation memory of one network forward per input pixel, for planes of ``height`` x ``width``.
+
+        Engines with a network override this (an estimate from their channel widths,
+        :func:`volsr.runtime.unet_bytes_per_pixel`); it may grow with the plane size (attention).
+        Engines without a network: 0.
+        """
+        return 0.0
+
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int | None:
+        """Planes of ``height`` x ``width`` per network call (what the pipeline logs); None: no network.
+
+        Engines with a network return ``options.batch_size`` when set, else their default
+        chunk capped by free memory (:func:`volsr.runtime.choose_batch_size`).
+        """
+        return None
+
     def to(self, device: str | torch.device) -> Engine:
         self.device = resolve_device(device)
         return self

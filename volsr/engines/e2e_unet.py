@@ -38,11 +38,11 @@ from ..sampling import OutputGrid
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (
-    PIXELS_PER_CHUNK,
     UNetConfig,
+    basic_unet_bytes_per_pixel,
     build_basic_unet,
     forward_padded,
-    padded_size,
+    regression_planes,
     unet_presets,
 )
 
@@ -151,6 +151,15 @@ class E2EUNetEngine(LearnedEngine):
         pred = self._midpoint(self.network, hr[:, 0], hr[:, 2])
         return (pred - hr[:, 1]).abs().mean()
 
+    def bytes_per_pixel(self, height: int, width: int) -> float:
+        return basic_unet_bytes_per_pixel(self.cfg.features)
+
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
+        """Plane pairs (XY planes of ``height`` x ``width``) per network call."""
+        if options is not None and options.batch_size is not None:
+            return int(options.batch_size)
+        return regression_planes(self.device, self.cfg.features, height, width)
+
     @torch.no_grad()
     def restore_volume(self, volume_czyx, grid: OutputGrid, options: RestoreOptions | None = None, *,
                        progress: Callable | None = None, cancel: Callable[[], bool] | None = None,
@@ -203,11 +212,7 @@ class E2EUNetEngine(LearnedEngine):
                 while len(by_level) <= d:
                     by_level.append([])
                 by_level[d].append((g, lo, mid, hi))
-        per = batch_size
-        if per is None:
-            padded = padded_size(y) * padded_size(x)
-            per = max(1, PIXELS_PER_CHUNK // padded)
-        per = max(1, int(per))
+        per = max(1, int(batch_size if batch_size is not None else self.planes_per_call(y, x)))
         total = sum(-(-len(level) // per) for level in by_level)
         done = 0
         for level in by_level:

@@ -111,7 +111,8 @@ import torch
 from ..config import check_choice, check_int, check_number
 from ..errors import VolsrError
 from ..masks import linear_fill, row_mask
-from ..models.diffusion_unet import build_diffusion_unet, preset_names, size_multiple
+from ..models.diffusion_unet import build_diffusion_unet, preset_names, preset_spec, size_multiple
+from ..models.padding import padded_side
 from ..models.schedule import (
     PREDICTION_TYPES,
     SAMPLERS,
@@ -120,13 +121,15 @@ from ..models.schedule import (
     sampling_scheduler,
     training_scheduler,
 )
+from ..runtime import choose_batch_size, unet_bytes_per_pixel
 from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
 from .msunet import RowRegressor
-from .unet_common import PIXELS_PER_CHUNK
+from .unet_common import padded_size, regression_planes
 
-__all__ = ["MSDSREngine", "MSDSRConfig", "LOSSES", "CONDITIONS", "DATA_RANGES", "PAPER_SETTING"]
+__all__ = ["MSDSREngine", "MSDSRConfig", "LOSSES", "CONDITIONS", "DATA_RANGES", "PAPER_SETTING",
+           "denoiser_bytes_per_pixel"]
 
 LOSSES = ("l1_unknown", "paper")
 CONDITIONS = ("linear", "regression", "none")
@@ -149,6 +152,21 @@ PAPER_SETTING: dict[str, Any] = {
     "mask_scheme": "random",
     "noise_match": 0.0,
 }
+
+
+def denoiser_bytes_per_pixel(preset: str, height: int, width: int, flash: bool = False) -> float:
+    """Activation memory per pixel of one forward of a preset's DiffusionModelUNet on (padded) planes.
+
+    :func:`volsr.runtime.unet_bytes_per_pixel` with the preset's widths and blocks; MONAI's
+    DiffusionModelUNet has self-attention in its middle block and at its attention levels, each
+    holding a (tokens x tokens) matrix per head unless built with flash attention (``flash``).
+    """
+    spec = preset_spec(preset)
+    widths, head = spec["channels"], spec["num_head_channels"]
+    attention = [(lvl, widths[lvl] // head) for lvl, on in enumerate(spec["attention_levels"]) if on]
+    attention.append((len(widths) - 1, widths[-1] // head))  # the middle block
+    return unet_bytes_per_pixel(widths, blocks=spec["num_res_blocks"], attention=[] if flash else attention,
+                                height=height, width=width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,8 +393,33 @@ class MSDSREngine(LearnedEngine):
         self.reset_generator(0)
         return self
 
-    def make_sampler(self, cfg: MSDSRConfig | None = None, chunk_pixels: int | None = None) -> MaskedSliceSampler:
-        """The sampling pipeline for this engine's EMA denoiser (``cfg``: per-call settings)."""
+    # -- memory -------------------------------------------------------------------------------
+    def bytes_per_pixel(self, height: int, width: int) -> float:
+        """The denoiser's activation memory per pixel (:func:`denoiser_bytes_per_pixel`)."""
+        flash = any(getattr(m, "use_flash_attention", False) for m in self.network.modules())
+        hp, wp = padded_side(height, self.multiple), padded_side(width, self.multiple)
+        return denoiser_bytes_per_pixel(self.cfg.preset, hp, wp, flash=flash)
+
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
+        """Planes per denoiser call: ``options.batch_size``, else the sampler's sub-batch capped by free memory."""
+        if options is not None and options.batch_size is not None:
+            return int(options.batch_size)
+        hp, wp = padded_side(height, self.multiple), padded_side(width, self.multiple)
+        return choose_batch_size(self.bytes_per_pixel(height, width) * hp * wp, self.device,
+                                 cap=max(1, DEFAULT_CHUNK_PIXELS // (int(height) * int(width))))
+
+    def _estimate_chunk(self, height: int, width: int) -> int:
+        """Pixels per stage-1 (BasicUNet) call: the default budget, less when memory is short."""
+        planes = regression_planes(self.device, self.cfg.regressor_features, height, width)
+        return planes * padded_size(height) * padded_size(width)
+
+    def make_sampler(self, cfg: MSDSRConfig | None = None, chunk_pixels: int | None = None,
+                     call_planes: int | None = None) -> MaskedSliceSampler:
+        """The sampling pipeline for this engine's EMA denoiser (``cfg``: per-call settings).
+
+        ``chunk_pixels`` sets the noise sub-batches (machine-independent), ``call_planes`` the
+        planes per network call inside one (from free memory); see :class:`MaskedSliceSampler`.
+        """
         cfg = cfg or self.cfg
         spacing = None if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
         sched, model_t = sampling_scheduler(cfg.sampler, steps=cfg.sampling_steps, num_train_timesteps=cfg.num_train_timesteps,
@@ -385,7 +428,7 @@ class MSDSREngine(LearnedEngine):
             network=self._denoiser(self.sampling_network), scheduler=sched, model_timesteps=model_t,
             inputs=self.inputs, multiple=self.multiple, eta=float(cfg.eta), mode=cfg.inference_mode,
             tile=int(cfg.crop), tile_overlap=float(cfg.tile_overlap),
-            chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS),
+            chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS), call_planes=call_planes,
         )
 
     def call_config(self, options: RestoreOptions) -> MSDSRConfig:
@@ -406,7 +449,8 @@ class MSDSREngine(LearnedEngine):
         """Sample the unknown rows of all planes in batched calls.
 
         ``options.seed`` reseeds the noise for this call (else ``generator``, else the
-        engine's running generator); ``options.batch_size`` caps planes per network call;
+        engine's running generator); ``options.batch_size`` caps planes per network call
+        (default: the sampler's sub-batch, fewer when free memory is short);
         ``progress(stage, done, total)`` after every denoising step, ``cancel()`` before each.
         Two-stage: ``realism`` 0 returns the stage-1 estimate without sampling.
         """
@@ -418,14 +462,17 @@ class MSDSREngine(LearnedEngine):
         x = planes.to(self.device, torch.float32)
         known = torch.as_tensor(known, dtype=torch.bool).to(self.device)
         gen = self._call_generator(options, generator)
-        est = self.estimate(self.sampling_network, x, known, PIXELS_PER_CHUNK) if cfg.two_stage else None
+        h, w = x.shape[-2:]
+        est = self.estimate(self.sampling_network, x, known, self._estimate_chunk(h, w)) if cfg.two_stage else None
         if cfg.two_stage and cfg.realism == 0.0:
             out = est
         else:
-            chunk = None if options.batch_size is None else int(options.batch_size) * x.shape[-2] * x.shape[-1]
+            # the noise sub-batches follow options.batch_size or the fixed default, never free memory
+            chunk = None if options.batch_size is None else int(options.batch_size) * h * w
+            call = None if options.batch_size is not None else self.planes_per_call(h, w)
             cond = self.condition(x, known, est)
-            sample = self.make_sampler(cfg, chunk)(self.to_model_units(x), known, cond=cond, generator=gen,
-                                                   progress=progress, cancel=cancel)
+            sample = self.make_sampler(cfg, chunk, call)(self.to_model_units(x), known, cond=cond, generator=gen,
+                                                         progress=progress, cancel=cancel)
             out = self.from_model_units(sample)
             if est is not None:
                 out = est + float(cfg.realism) * (out - est)

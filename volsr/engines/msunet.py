@@ -36,11 +36,12 @@ from ..masks import linear_fill, row_mask
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (
-    PIXELS_PER_CHUNK,
     UNetConfig,
+    basic_unet_bytes_per_pixel,
     build_basic_unet,
     forward_padded,
     padded_size,
+    regression_planes,
     unet_presets,
 )
 
@@ -158,23 +159,31 @@ class MSUNetEngine(LearnedEngine):
             return (diff * weight).sum() / weight.sum().clamp(min=1.0)
         return diff.mean()
 
+    def bytes_per_pixel(self, height: int, width: int) -> float:
+        return basic_unet_bytes_per_pixel(self.cfg.features)
+
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
+        if options is not None and options.batch_size is not None:
+            return int(options.batch_size)
+        return regression_planes(self.device, self.cfg.features, height, width)
+
+    def _chunk_pixels(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
+        return self.planes_per_call(height, width, options) * padded_size(height) * padded_size(width)
+
     @torch.no_grad()
     def _restore(self, planes: torch.Tensor, known: torch.Tensor, options: RestoreOptions, **run: Any) -> torch.Tensor:
         """One pass of the EMA network over all planes (any H, W; padded, chunked, cropped).
 
         ``options.seed`` fixes the noise rows when ``fill='noise'``; ``options.batch_size``
-        caps planes per forward call (default: by pixel count).
+        caps planes per forward call (default: by pixel count, fewer when memory is short).
         """
         self.check_channels(planes.shape[1])
         self._check_task("rows")
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(options.seed or 0))
         x = planes.to(self.device, torch.float32)
-        chunk = None
-        if options.batch_size is not None:
-            chunk = int(options.batch_size) * padded_size(x.shape[-2]) * padded_size(x.shape[-1])
         out = self.regressor(self.sampling_network.eval(), x, known.to(self.device), gen,
-                             chunk_pixels=chunk or PIXELS_PER_CHUNK)
+                             chunk_pixels=self._chunk_pixels(x.shape[-2], x.shape[-1], options))
         return out.to(planes.device, planes.dtype)
 
     @torch.no_grad()
@@ -182,6 +191,7 @@ class MSUNetEngine(LearnedEngine):
         """One pass of the EMA network on the bicubic upsampling (models trained with --task upscale)."""
         self.check_channels(images.shape[1])
         self._check_upscale(scale)
+        h, w = images.shape[-2] * int(scale), images.shape[-1] * int(scale)
         out = self.regressor.upscale(self.sampling_network.eval(), images.to(self.device, torch.float32), int(scale),
-                                     chunk_pixels=PIXELS_PER_CHUNK)
+                                     chunk_pixels=self._chunk_pixels(h, w))
         return out.to(images.device, images.dtype)

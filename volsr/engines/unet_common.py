@@ -13,10 +13,11 @@ import torch
 from ..config import check_choice
 from ..errors import VolsrError
 from ..models.padding import run_padded
+from ..runtime import choose_batch_size, unet_bytes_per_pixel
 from .learned import TrainableConfig
 
 __all__ = ["UNetConfig", "UNET_PRESETS", "NET_MULTIPLE", "PIXELS_PER_CHUNK", "build_basic_unet", "forward_padded",
-           "padded_size", "unet_presets"]
+           "padded_size", "unet_presets", "basic_unet_bytes_per_pixel", "regression_planes"]
 
 #: BasicUNet widths (6 numbers: 5 encoder levels + the last decoder level).
 UNET_PRESETS: dict[str, dict] = {
@@ -86,6 +87,22 @@ def padded_size(n: int) -> int:
 def forward_padded(net: torch.nn.Module, x: torch.Tensor, chunk_pixels: int | None = None) -> torch.Tensor:
     """BasicUNet on (N, C, H, W) of any H, W (padded, optionally chunked, cropped back)."""
     return run_padded(net, x, NET_MULTIPLE, min_side=2 * NET_MULTIPLE, chunk_pixels=chunk_pixels)
+
+
+def basic_unet_bytes_per_pixel(features) -> float:
+    """Activation bytes per input pixel of one BasicUNet forward (its five encoder widths; no attention)."""
+    return unet_bytes_per_pixel([int(f) for f in list(features)[:5]], blocks=1)
+
+
+def regression_planes(device, features, height: int, width: int, default_pixels: int = PIXELS_PER_CHUNK) -> int:
+    """Planes per BasicUNet call for planes of ``height`` x ``width``.
+
+    ``default_pixels`` (padded) per call as before, fewer only when free memory on ``device``
+    is short (:func:`volsr.runtime.choose_batch_size`).
+    """
+    hp, wp = padded_size(height), padded_size(width)
+    return choose_batch_size(basic_unet_bytes_per_pixel(features) * hp * wp, device,
+                             cap=max(1, int(default_pixels) // (hp * wp)))
 
 
 def unet_presets(paper_setting: dict) -> dict[str, dict]:
