@@ -23,7 +23,7 @@ class TqdmProgress:
     """progress(stage, done, total, **info) -> one tqdm bar per stage."""
 
     LABELS = {"fit": "fitting model", "xz": "restoring XZ planes", "yz": "restoring YZ planes", "blur": "3D blur",
-              "upscale": "upscaling planes"}
+              "upscale": "upscaling"}
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled

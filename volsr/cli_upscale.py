@@ -23,6 +23,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=int, help="resolution level of a pyramidal / whole-slide TIFF (0 = full)")
     p.add_argument("--axes", help="axes string of the input (e.g. YX, YXS, ZYX, CYX)")
     p.add_argument("--tile", type=int, default=512, help="tile side in input pixels (default 512)")
+    p.add_argument("--block", type=int,
+                   help="large images are streamed block by block: kept block side in input pixels (default 2048, "
+                        "less at high scales; memory grows with its square)")
     p.add_argument("--fit-minutes", type=float,
                    help="learned engine without --model: zero-shot fit on the image itself (default 2 min)")
     p.add_argument("--fit-steps", type=int, help="zero-shot fit budget in steps")
@@ -67,11 +70,11 @@ def run_upscale(args: argparse.Namespace) -> int:
     try:
         res = upscale(src, scale, engine=args.engine, model=args.model, axes=args.axes, level=args.level,
                       device=args.device, tile=args.tile, seed=args.seed, fit_steps=args.fit_steps,
-                      fit_minutes=args.fit_minutes,
+                      fit_minutes=args.fit_minutes, block=args.block, out=out, overwrite=args.overwrite,
                       output_dtype="float32" if args.float32 else "same", progress=progress)
     finally:
         progress.close()
-    res.save(out, overwrite=args.overwrite)
-    print(f"volsr: upscaled {src.name} {res.scale}x with '{res.engine.name}' -> {res.data.shape} "
+    how = " (streamed block by block)" if res.path is not None else ""
+    print(f"volsr: upscaled {src.name} {res.scale}x with '{res.engine.name}' -> {tuple(res.data.shape)}{how} "
           f"in {time.perf_counter() - t0:.1f} s; wrote {out}", file=sys.stderr)
     return 0

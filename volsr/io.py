@@ -700,16 +700,7 @@ def write_stack(
     InputError
         ``axes`` or ``spacing`` that do not fit ``data``.
     """
-    p = Path(path)
-    ext = _extension(p)
-    if ext is None:
-        raise OutputError(f"{p.name}: unsupported output type; write one of {', '.join(SUPPORTED_EXTENSIONS)}")
-    if not p.parent.exists():
-        raise OutputError(f"output folder {p.parent} does not exist; create it or choose another output path")
-    if p.is_dir():
-        raise OutputError(f"{p} is a folder; give a file name such as {p / 'stack_volsr.tif'}")
-    if p.exists() and not overwrite:
-        raise OutputError(f"{p} exists; pass --overwrite to replace it (or choose another output path)")
+    p, ext = _check_target(path, overwrite)
     arr = np.asarray(data)
     if arr.dtype.kind not in "biuf":
         raise OutputError(f"cannot write dtype {arr.dtype}; convert to an integer or float type first")
@@ -735,6 +726,21 @@ def write_stack(
                 np.save(fh, arr, allow_pickle=False)
 
     return _atomic_write(p, ext, writer)
+
+
+def _check_target(path, overwrite: bool) -> tuple[Path, str]:
+    """The output path and its extension, or an OutputError before any work is done."""
+    p = Path(path)
+    ext = _extension(p)
+    if ext is None:
+        raise OutputError(f"{p.name}: unsupported output type; write one of {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not p.parent.exists():
+        raise OutputError(f"output folder {p.parent} does not exist; create it or choose another output path")
+    if p.is_dir():
+        raise OutputError(f"{p} is a folder; give a file name such as {p / 'stack_volsr.tif'}")
+    if p.exists() and not overwrite:
+        raise OutputError(f"{p} exists; pass --overwrite to replace it (or choose another output path)")
+    return p, ext
 
 
 def _atomic_write(p: Path, ext: str, writer) -> Path:
@@ -767,26 +773,23 @@ def _tiff_order(ax: str) -> str:
     return "".join(lead) + "YX" + ("S" if "S" in ax else "")
 
 
-def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata, measured=None) -> None:
-    import tifffile
+def _ome_tiff_arguments(order: str, dtype, sizes: dict, sp, unit, metadata, measured=None):
+    """(stored axes, OME metadata, tifffile keywords) shared by whole-array and tile-by-tile writes.
 
-    if arr.dtype.name not in ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64"):
+    ``order`` is the OME-compatible axes order (:func:`_tiff_order`), recorded in full in the
+    axes annotation; a size-1 ``S`` is not stored.
+    """
+    if np.dtype(dtype).name not in ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32", "float32",
+                                    "float64"):
         raise OutputError(
-            f"OME-TIFF cannot store dtype {arr.dtype}; convert (e.g. to float32 or uint16) or write .npy instead"
+            f"OME-TIFF cannot store dtype {np.dtype(dtype)}; convert (e.g. to float32 or uint16) or write .npy instead"
         )
     if unit is not None and unit not in _OME_UNITS:
         raise OutputError(f"unit {unit!r} is not an OME length unit; use one of {', '.join(sorted(_OME_UNITS))}")
-    order = _tiff_order(ax)
-    if order != ax:
-        arr = np.transpose(arr, [ax.index(a) for a in order])
-    full_axes = order
-    sizes = dict(zip(order, arr.shape))
-    samples = sizes.get("S")
+    full, samples = order, sizes.get("S")
     if samples is not None and samples == 1:
         # TIFF cannot store one contiguous sample as a separate axis: drop it, the annotation keeps it.
-        arr = arr[..., 0]
         order = order[:-1]
-    photometric = "rgb" if samples in (3, 4) else "minisblack"
     meta: dict[str, Any] = dict(metadata or {})
     meta["axes"] = order
     z, y, x = sp
@@ -796,14 +799,80 @@ def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata, mea
             if unit is not None:
                 meta[f"PhysicalSize{letter}Unit"] = unit
     annotation = dict(meta.get("MapAnnotation") or {})
-    annotation[AXES_ANNOTATION_KEY] = full_axes
+    annotation[AXES_ANNOTATION_KEY] = full
     if measured is not None:
         annotation[MEASURED_PLANES_KEY] = ",".join(str(i) for i in measured)
     meta["MapAnnotation"] = annotation
-    kwargs: dict[str, Any] = {"photometric": photometric}
+    kwargs: dict[str, Any] = {"photometric": "rgb" if samples in (3, 4) else "minisblack"}
     if samples is not None and samples > 1:
         kwargs["planarconfig"] = "contig"
+    return order, meta, kwargs
+
+
+def _write_ome_tiff(tmp: Path, arr: np.ndarray, ax: str, sp, unit, metadata, measured=None) -> None:
+    import tifffile
+
+    order = _tiff_order(ax)
+    if order != ax:
+        arr = np.transpose(arr, [ax.index(a) for a in order])
+    stored, meta, kwargs = _ome_tiff_arguments(order, arr.dtype, dict(zip(order, arr.shape)), sp, unit, metadata,
+                                               measured)
+    if stored != order:
+        arr = arr[..., 0]
     tifffile.imwrite(tmp, arr, ome=True, metadata=meta, **kwargs)
+
+
+def write_tiled_tiff(path, tiles, shape: Sequence[int], dtype, axes: str, *, tile: tuple[int, int],
+                     spacing=None, unit: str | None = "µm", overwrite: bool = False) -> Path:
+    """Write a 2D image that never exists in memory whole: a tiled OME BigTIFF fed tile by tile.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.tif``/``.tiff``/``.ome.tif`` file; written atomically like :func:`write_stack`.
+    tiles : iterator of numpy.ndarray
+        The image's tiles in raster order (rows of tiles top to bottom, each left to right), each
+        ``tile`` sized with the samples last (edge tiles may be smaller); consumed while writing,
+        so they can be computed on the fly. An exception raised by the iterator aborts the write
+        and leaves nothing behind.
+    shape, dtype, axes
+        The whole image: ``axes`` is ``'YX'`` or ``'YXS'`` (samples contiguous, RGB when 3 or 4).
+    tile : (int, int)
+        Tile height and width, multiples of 16.
+    spacing, unit, overwrite
+        As in :func:`write_stack`.
+
+    Returns
+    -------
+    Path
+    """
+    import tifffile
+
+    p, ext = _check_target(path, overwrite)
+    if ext not in TIFF_EXTENSIONS:
+        raise OutputError(f"{p.name}: a tiled image is written as TIFF; give a .tif output path")
+    ax = parse_axes(axes, shape)
+    if ax not in ("YX", "YXS") or (ax == "YXS" and shape[-1] < 2):
+        raise OutputError(f"tile-by-tile writing stores YX images or YXS with several samples, not {ax} {shape}")
+    _, meta, kwargs = _ome_tiff_arguments(ax, dtype, dict(zip(ax, shape)), _check_spacing_arg(spacing),
+                                          normalize_unit(unit), None)
+
+    def writer(tmp: Path) -> None:
+        tifffile.imwrite(tmp, tiles, shape=tuple(shape), dtype=np.dtype(dtype), tile=tuple(tile), bigtiff=True,
+                         ome=True, metadata=meta, **kwargs)
+
+    return _atomic_write(p, ext, writer)
+
+
+def copy_tiff(src, path, overwrite: bool = False) -> Path:
+    """Copy a TIFF volsr wrote (a streamed result) to another ``.tif`` path, atomically, with the checks
+    of :func:`write_stack`."""
+    import shutil
+
+    p, ext = _check_target(path, overwrite)
+    if ext not in TIFF_EXTENSIONS:
+        raise OutputError(f"{p.name}: this result is a TIFF file on disk; save it as .tif")
+    return _atomic_write(p, ext, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _write_nifti(tmp: Path, arr: np.ndarray, ax: str, sp, unit) -> None:

@@ -40,10 +40,15 @@ class UpscaleResult:
     scale: int
     engine: Engine
     timings: dict = field(default_factory=dict)
+    path: Path | None = None
+    """The output file of a streamed result, whose ``data`` is a lazy zarr view of it; else None."""
 
     def save(self, path, overwrite: bool = False) -> Path:
-        from .io import write_stack
+        from .io import copy_tiff, write_stack
 
+        if self.path is not None:  # streamed: already on disk
+            same = Path(path).exists() and Path(path).samefile(self.path)
+            return self.path if same else copy_tiff(self.path, path, overwrite=overwrite)
         return write_stack(path, self.data, self.axes, spacing=self.spacing, unit=self.unit, overwrite=overwrite)
 
 
@@ -65,27 +70,6 @@ def _read_plain(path: Path):
     return Stack(data=arr, axes=axes, spacing=(None, None, None), unit=None, path=path)
 
 
-def _read_level(path: Path, level: int):
-    import tifffile
-
-    from .io import Stack
-
-    try:
-        with tifffile.TiffFile(str(path)) as tif:
-            series = tif.series[0]
-            levels = series.levels
-            if not 0 <= int(level) < len(levels):
-                raise InputError(f"{path.name} has {len(levels)} resolution level(s) (0..{len(levels) - 1}); "
-                                 f"--level {level} does not exist")
-            lv = levels[int(level)]
-            arr, axes = lv.asarray(), lv.axes.replace("I", "Z").replace("Q", "Z")
-    except InputError:
-        raise
-    except Exception as err:
-        raise InputError(f"cannot read level {level} of {path}: {err}") from None
-    return Stack(data=arr, axes=axes, spacing=(None, None, None), unit=None, path=path)
-
-
 def read_image(path, axes: str | None = None, level: int | None = None):
     """A 2D image, a whole-slide level or a stack as a :class:`volsr.io.Stack`."""
     from .io import read_stack
@@ -96,7 +80,9 @@ def read_image(path, axes: str | None = None, level: int | None = None):
     if p.suffix.lower() in PLAIN_SUFFIXES:
         return _read_plain(p)
     if level is not None:
-        return _read_level(p, level)
+        from .slide import read_level
+
+        return read_level(p, level, axes)
     return read_stack(p, axes=axes)
 
 
@@ -183,7 +169,8 @@ def _check_scale(scale, eng: Engine) -> int:
 def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic", model=None,
             axes: str | None = None, level: int | None = None, device: str = "auto", tile: int = 512,
             overlap: float = 0.125, seed: int = 0, output_dtype: str = "same", fit_steps: int | None = None,
-            fit_minutes: float | None = None,
+            fit_minutes: float | None = None, out=None, overwrite: bool = False, stream: bool | None = None,
+            block: int | None = None,
             progress: Callable | None = None, cancel: Callable[[], bool] | None = None) -> UpscaleResult:
     """In-plane super-resolution of a 2D image or of every XY plane of a stack.
 
@@ -203,8 +190,31 @@ def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic
         A learned engine given by name (no model) is first fitted on the image itself
         (:func:`fit_zero_shot`; default 2 minutes).
     output_dtype : {'same', 'float32'}
+    out : path, optional
+        Also write the result there (``overwrite`` to replace a file); large images need it.
+    stream : bool, optional
+        Large images (below) are streamed automatically (None); True forces it, False never.
+    block : int, optional
+        Kept block side of a streamed image in input pixels (default: 2048, less at high scales).
 
     Returns an :class:`UpscaleResult` (pixel size divided by the scale, the input's dtype and layout).
+
+    Large images
+    ------------
+    A single-plane grayscale or RGB TIFF (a whole-slide level, or any TIFF, read as level 0)
+    whose output would have more than :data:`volsr.upscale_stream.STREAM_SAMPLES` samples
+    (C * Y * X * scale**2 > 128 Mi, i.e. 512 MiB as float32) is *streamed* when ``out`` is a
+    ``.tif`` path: read lazily block by block (only the TIFF tiles a block touches), each block
+    through the same MONAI sliding window as a whole image, placed on the whole image's window
+    grid (so the result equals the in-memory one, without block seams), and written tile by tile
+    to a tiled OME BigTIFF (temporary name, then renamed; nothing is left on error or cancel).
+    Memory is bounded by the block, whatever the image size: about
+    ``12 * C * ((block + tile) * scale)**2`` bytes, at most ~1.5 GiB with the default ``block``
+    (2048 input pixels, less at high scales or many channels). One row of blocks of the output is
+    spooled to an unnamed temporary file next to ``out``. The percentile normaliser is fitted on
+    a strided subsample of the level itself (about 1 M pixels); a zero-shot fit uses its central
+    ``block`` x ``block`` crop. The result's ``data`` is a lazy zarr view of ``out`` and
+    ``result.path`` is set. Stacks, other layouts and calls without ``out`` go through memory.
 
     Examples
     --------
@@ -212,19 +222,41 @@ def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic
     >>> up.upscale(np.zeros((8, 6), np.uint8), 2).data.shape
     (16, 12)
     """
-    from .api import as_stack, check_finite, to_dtype
+    from .io import _check_target
+    from .upscale_stream import open_streamable
 
     t0 = time.perf_counter()
     configure_threads()
     if output_dtype not in ("same", "float32"):
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
+    if out is not None:
+        _check_target(out, overwrite)  # before any fit or block: a clash is known now
+    eng = _engine_for(engine, model, device)
+    s = _check_scale(scale, eng)
+    fit = {"fit_steps": fit_steps, "fit_minutes": fit_minutes, "seed": seed, "progress": progress, "cancel": cancel}
+    lazy = open_streamable(source, axes=axes, level=level, out=out, stream=stream, scale=s)
+    if lazy is not None:
+        with lazy:
+            res = _upscale_streamed(lazy, Path(out), s, eng, tile=tile, overlap=overlap, block=block,
+                                    output_dtype=output_dtype, overwrite=overwrite, **fit)
+    else:
+        res = _upscale_in_memory(source, axes, level, s, eng, tile=tile, overlap=overlap,
+                                 output_dtype=output_dtype, **fit)
+        if out is not None:
+            res.save(out, overwrite=overwrite)
+    res.timings["upscale_s"] = time.perf_counter() - t0
+    return res
+
+
+def _upscale_in_memory(source, axes, level, s: int, eng: Engine, *, tile, overlap, output_dtype, fit_steps,
+                       fit_minutes, seed, progress, cancel) -> UpscaleResult:
+    from .api import as_stack, check_finite, to_dtype
+
     stack = read_image(source, axes, level) if isinstance(source, (str, Path)) else as_stack(source, axes=axes)
     czyx = stack.canonical()
     if min(czyx.shape[-2:]) < 2:
         raise InputError(f"the image is {czyx.shape[-2]}x{czyx.shape[-1]} pixels; upscaling needs at least 2x2")
     check_finite(czyx)
-    eng = _engine_for(engine, model, device)
-    s = _check_scale(scale, eng)
     if eng.learned and not eng.trained:
         eng = fit_zero_shot(eng, czyx, s, fit_steps=fit_steps, fit_minutes=fit_minutes, seed=seed,
                             progress=progress, cancel=cancel)
@@ -235,5 +267,26 @@ def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic
     dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
     data = stack.from_canonical(to_dtype(out, dtype))
     spacing = VolumeGrid(czyx.shape[1:], yx_scale=s).spacing_out(stack.spacing)
-    return UpscaleResult(data=data, axes=stack.axes, spacing=spacing, unit=stack.unit, scale=s, engine=eng,
-                         timings={"upscale_s": time.perf_counter() - t0})
+    return UpscaleResult(data=data, axes=stack.axes, spacing=spacing, unit=stack.unit, scale=s, engine=eng)
+
+
+def _upscale_streamed(lv, out: Path, s: int, eng: Engine, *, tile, overlap, block, output_dtype, overwrite,
+                      fit_steps, fit_minutes, seed, progress, cancel) -> UpscaleResult:
+    """The streaming path (:mod:`volsr.upscale_stream`): fits on a subsample / a crop, then block by block."""
+    from .upscale_stream import NORM_SAMPLE_PIXELS, default_block, open_result, stream_upscale
+
+    _, _, ny, nx = lv.shape_czyx
+    if min(ny, nx) < 2:
+        raise InputError(f"the image is {ny}x{nx} pixels; upscaling needs at least 2x2")
+    if eng.learned and not eng.trained:
+        side = min(ny, nx, int(block or default_block(lv.shape_czyx[0], s, tile)))
+        y0, x0 = (ny - side) // 2, (nx - side) // 2
+        eng = fit_zero_shot(eng, lv.read((y0, y0 + side), (x0, x0 + side)), s, fit_steps=fit_steps,
+                            fit_minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
+    norm = (eng.cfg.normalizer() if eng.learned else PercentileNormalizer()).fit(lv.subsample(NORM_SAMPLE_PIXELS))
+    dtype = np.float32 if output_dtype == "float32" else lv.dtype
+    spacing = VolumeGrid(lv.shape_czyx[1:], yx_scale=s).spacing_out(lv.spacing)
+    path = stream_upscale(lv, out, s, eng, norm, dtype=dtype, tile=tile, overlap=overlap, block=block, seed=seed,
+                          spacing=spacing, unit=lv.unit, overwrite=overwrite, progress=progress, cancel=cancel)
+    return UpscaleResult(data=open_result(path), axes=lv.axes, spacing=spacing, unit=lv.unit, scale=s, engine=eng,
+                         path=path)
