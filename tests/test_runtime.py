@@ -219,10 +219,11 @@ def test_log_line_names_device_dtype_and_batch(caplog, monkeypatch):
         restore_volume(vol, OutputGrid(4, 3), create_engine("linear"), batch_size=5)
     lines = [r.getMessage() for r in caplog.records if r.name == "volsr"]
     threads = torch.get_num_threads()
+    threads_text = f"{threads} thread" + ("s" if threads != 1 else "")
     assert lines == [
-        f"restoring on cpu ({threads} threads), bfloat16 autocast, batch XZ 24 per network call, slabs of 24 planes; "
+        f"restoring on cpu ({threads_text}), bfloat16 autocast, channels-last, batch XZ 24 per network call, slabs of 24 planes; "
         "YZ 20 per network call, slabs of 20 planes (memory budget 3.0 GiB)",
-        f"restoring on cpu ({threads} threads), float32, batch 5 planes",
+        f"restoring on cpu ({threads_text}), float32, batch 5 planes",
     ]
 
 
@@ -235,4 +236,4 @@ def test_cli_infer_prints_the_log_line(tmp_path, capsys):
     tifffile.imwrite(src, np.random.default_rng(0).random((4, 16, 16)).astype(np.float32))
     assert main(["infer", str(src), "--axes", "ZYX", "--engine", "linear", "--z-factor", "2", "-q"]) == 0
     err = capsys.readouterr().err
-    assert f"volsr: restoring on cpu ({torch.get_num_threads()} threads), float32, batch 16 planes\n" in err
+    assert f"volsr: restoring on cpu ({runtime.planes_text(torch.get_num_threads(), 'thread')}), float32, batch 16 planes\n" in err

@@ -290,7 +290,7 @@ def restore(
     psf_sigma_z: float | str | None = None,
     psf_file: str | Path | None = None,
     output_dtype: str = "same",
-    precision: str = "float32",
+    precision: str = "auto",
     progress: Callable[..., None] | None = None,
     cancel: Callable[[], bool] | None = None,
     engine_options: dict | None = None,
@@ -325,7 +325,10 @@ def restore(
         Two-stage MSDSR: 0 = regression estimate (PSNR/SSIM; measurement), 1 = diffusion sample.
     psf_sigma_z, psf_file : optional
         Axial PSF for the fit (:func:`axial_degradation`): sigma in output px or ``'0.8um'``; a PSF TIFF.
-    precision : {'float32', 'bfloat16'}: network arithmetic (float32 is bit-reproducible).
+    precision : {'auto', 'float32', 'bfloat16'}
+        Network arithmetic (:mod:`volsr.precision`): ``auto`` = bfloat16 autocast and
+        channels-last where the hardware computes bfloat16 natively, else float32; ``float32``
+        is bit-reproducible for a seed and the exact arithmetic of earlier versions.
     output_dtype : {'same', 'float32'}: round/clip to the input dtype, or keep float32.
     progress : callable(stage, done, total, **info); cancel : callable() -> bool, optional
         Polled between batches; True raises :class:`volsr.errors.Cancelled`.

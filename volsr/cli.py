@@ -243,8 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--float32", action="store_true", help="write float32 instead of the input dtype")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                   help="network arithmetic: float32 (default, bit-reproducible) or bfloat16 autocast (faster)")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="network arithmetic: auto (default: bfloat16 autocast + channels-last where the CPU/GPU "
+                        "computes bfloat16 natively, else float32), float32 (bit-reproducible, the exact arithmetic "
+                        "of earlier versions) or bfloat16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_infer)

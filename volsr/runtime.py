@@ -314,9 +314,9 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
-def planes_text(n: int) -> str:
-    """``"1 plane"``, ``"4 planes"``."""
-    return f"{n} plane" if n == 1 else f"{n} planes"
+def planes_text(n: int, noun: str = "plane") -> str:
+    """``"1 plane"``, ``"4 planes"`` (or another ``noun``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run_summary(action: str, device: str | torch.device, dtype: str, detail: str | None = None,
@@ -327,7 +327,7 @@ def run_summary(action: str, device: str | torch.device, dtype: str, detail: str
     network call may take (:data:`MEMORY_FRACTION` of the free memory).
     """
     device = torch.device(device)
-    where = f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
+    where = f"{device.type} ({planes_text(torch.get_num_threads(), 'thread')})" if device.type == "cpu" else str(device)
     msg = f"{action} on {where}, {dtype}"
     if detail:
         msg += f", {detail}"

@@ -223,7 +223,8 @@ def _log_batches(engine: Engine, grid: OutputGrid, sizes: dict[str, tuple[int, i
     batch = next(iter(texts.values())) if len(set(texts.values())) == 1 else \
         "; ".join(f"{axis.upper()} {text}" for axis, text in texts.items())
     budget = memory_budget(engine.device) if network else None
-    return log_run("restoring", engine.device, compute_dtype_name(engine.device, precision), f"batch {batch}", budget)
+    dtype = compute_dtype_name(engine.device, precision) if network else "float32"  # no network: no autocast
+    return log_run("restoring", engine.device, dtype, f"batch {batch}", budget)
 
 
 def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_samples, progress, cancel, opts,
@@ -292,7 +293,7 @@ def restore_volume(
         Per-call engine options (or as keywords, e.g. ``sampling_steps=5``).
     out, std_out : array-like (C, grid.n_out, Y, X), optional
         Where to write (e.g. a zarr array); default new float32 NumPy arrays.
-    precision : {'float32', 'bfloat16'}: network arithmetic (:mod:`volsr.precision`).
+    precision : {'auto', 'float32', 'bfloat16'}: network arithmetic (:mod:`volsr.precision`).
     progress : callable(stage, done, total); cancel : callable() -> bool, optional
         Cancel is checked between batches (learned engines: between steps) and raises Cancelled.
 

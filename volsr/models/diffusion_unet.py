@@ -26,7 +26,6 @@ width must be multiples of :func:`size_multiple` (the sampler pads to it).
 from __future__ import annotations
 
 import contextlib
-
 from typing import Any
 
 import torch
