@@ -152,7 +152,7 @@ def _run_direction(
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
             run["progress"] = _batch_progress(progress, axis, start, sl.stop - start, n)
-        with inference_context(engine.device, precision, engine.sampling_network if engine.learned else None):
+        with inference_context(engine.device, precision, engine.sampling_network):
             if n_samples > 1:
                 mean, std = engine.restore_with_std(planes, known, n_samples, opts, **run)
                 write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())

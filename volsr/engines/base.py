@@ -172,6 +172,11 @@ class Engine:
         return self.capabilities.learned
 
     @property
+    def sampling_network(self) -> torch.nn.Module | None:
+        """The network inference runs (learned engines: the EMA weights); None without one."""
+        return None
+
+    @property
     def supports_uncertainty(self) -> bool:
         return self.capabilities.stochastic
 
