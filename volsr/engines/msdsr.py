@@ -64,7 +64,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 ``schedule``, ``num_train_timesteps``
     ``'cosine'``, 1000 (paper).
 ``sampler``, ``sampling_steps``, ``eta``
-    ``'ddim'`` (default) or ``'ddpm'``; steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
+    ``'ddim'`` (default), ``'ddpm'`` or ``'one-step'`` (below); steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
     Default 10 steps, eta 1: on the x0 model above, 1 and 5 steps (eta 0) gave 24.6 and
     25.3 dB, 10 and 20 steps (eta 1) 26.1 and 26.2 dB (eta 1 beat eta 0 by 0.5-0.6 dB at
     10 and 20 steps), and one step costs ~30 s per 512 planes of 61x256 on 2 shared CPU cores, so
@@ -85,6 +85,10 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     fits on 64x256x256 ``cells`` / ``fibers`` / ``texture`` (``benchmarks/results_bench_msdsr_kinds.md``):
     spectrum error 0.304 -> 0.127 / 0.269 -> 0.110 / 0.145 -> 0.193 (cubic 0.168 / 0.149 /
     0.224), SSIM 0.889 -> 0.845 / 0.919 -> 0.890 / 0.713 -> 0.706 (linear 0.827 / 0.864 / 0.740).
+``one_step``, ``one_step_t``, ``np_width``, ``np_layers``, ``lambda_fft``, ``fft_pairing``
+    One-step sampling (``sampler='one-step'``): a learned noise map trained on a fitted
+    model by :meth:`MSDSREngine.distil` (``volsr distil``); one denoiser call at
+    ``one_step_t`` instead of ``sampling_steps``. See :mod:`volsr.engines.msdsr_onestep`.
 ``timestep_spacing``
     ``'auto'`` (default: ``leading`` for epsilon, ``trailing`` otherwise), ``'trailing'``,
     ``'leading'`` or ``'quadratic'`` (:func:`volsr.models.schedule.sampling_timesteps`).
@@ -126,7 +130,7 @@ from ..runtime import choose_batch_size, unet_bytes_per_pixel
 from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
-from .msdsr_onestep import ONE_STEP, NoiseMapMixin
+from .msdsr_onestep import FFT_PAIRINGS, ONE_STEP, NoiseMapMixin
 from .msunet import RowRegressor
 from .unet_common import padded_size, regression_planes
 
@@ -194,10 +198,11 @@ class MSDSRConfig(TrainableConfig):
     inference_mode: str = "full"
     tile_overlap: float = 0.25
     one_step: bool = False
-    one_step_t: int = 500
+    one_step_t: int = 250
     np_width: int = 32
     np_layers: int = 4
     lambda_fft: float = 0.4
+    fft_pairing: str = "batch"
 
     PRESETS: ClassVar[tuple[str, ...]] = tuple(preset_names())
 
@@ -224,6 +229,7 @@ class MSDSRConfig(TrainableConfig):
         check_int("np_width", self.np_width, 1)
         check_int("np_layers", self.np_layers, 1)
         check_number("lambda_fft", self.lambda_fft, 0, 100)
+        check_choice("fft_pairing", self.fft_pairing, FFT_PAIRINGS)
         for key in ("mask_channel", "residual", "one_step"):
             if not isinstance(getattr(self, key), bool):
                 raise VolsrError(f"config '{key}' must be true or false, got {getattr(self, key)!r}")

@@ -33,14 +33,15 @@ from typing import Any
 import torch
 
 from ..errors import VolsrError
-from ..losses import fft_patch_loss
+from ..losses import fft_patch_loss, fft_spectrum_loss
 from ..masks import row_mask
 from ..models.noise_map import NoisePredictor, draw_noise, one_step_state
 from .learned import frozen
 
-__all__ = ["ONE_STEP", "NoiseMapMixin", "FFT_PATCH", "FFT_STRIDE"]
+__all__ = ["ONE_STEP", "NoiseMapMixin", "FFT_PATCH", "FFT_STRIDE", "FFT_PAIRINGS"]
 
 ONE_STEP = "one-step"
+FFT_PAIRINGS = ("batch", "patch")
 FFT_PATCH, FFT_STRIDE = 4, 2  # Brain-SR's final {patch, stride} configuration
 
 
@@ -108,7 +109,8 @@ class NoiseMapMixin:
         weight = (~m).to(pred.dtype).expand_as(pred)
         loss = ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1.0)
         if c.lambda_fft > 0:
-            loss = loss + float(c.lambda_fft) * fft_patch_loss(pred, target, FFT_PATCH, FFT_STRIDE)
+            fft = fft_spectrum_loss if c.fft_pairing == "batch" else fft_patch_loss
+            loss = loss + float(c.lambda_fft) * fft(pred, target, FFT_PATCH, FFT_STRIDE)
         if net["noise_map"].training:
             net["noise_map"].steps.add_(1)
         return loss
@@ -168,6 +170,7 @@ class NoiseMapMixin:
             self._distilling = False
         self.provenance = {**previous, "stage": "one-step distillation", "one_step": {
             "one_step_t": int(self.cfg.one_step_t), "lambda_fft": float(self.cfg.lambda_fft),
+            "fft_pairing": self.cfg.fft_pairing,
             "fft_patch_stride": [FFT_PATCH, FFT_STRIDE], "steps": report["steps"],
             "minutes": round(float(report["minutes"]), 3), "final_loss": report["final_loss"],
             "trained_on": report["data"], "seed": int(seed)}}
