@@ -20,6 +20,14 @@ measured rows pasted): L1 over the unknown rows + ``lambda_fft`` x
 :func:`volsr.losses.fft_patch_loss` with the paper's final ``{4, 2}`` patches (weight 0.4, as
 Brain-SR's default).
 
+``fft_pairing``: ``'batch'`` (default) compares the batch-mean patch spectra
+(:func:`volsr.losses.fft_spectrum_loss`), ``'patch'`` each patch with the target's (Brain-SR's
+Eq. 3). Measured (``benchmarks/results_onestep.md``, 200 distil steps on the six 48x160x160
+kinds, realism 0.5): the paired loss teaches the map to *shrink* its noise and ends at the
+spectrum error of 1-step DDIM (texture 0.213 vs DDIM-10 0.100); the batch loss reaches DDIM-10's
+spectrum error on cells, fibers, mri and em (texture 0.128, fluo 0.187 vs 0.106) at 0.2-0.6 dB
+less PSNR. ``one_step_t`` 250: best of 100/250/500/750 untrained on ``texture``, equal after training.
+
 Config keys (in :class:`volsr.engines.msdsr.MSDSRConfig`): ``one_step`` (build the noise map;
 default False so older model files load unchanged; :meth:`distil` sets it), ``one_step_t``
 (``t*``), ``np_width`` / ``np_layers`` (noise-map size), ``lambda_fft``. Restore with
