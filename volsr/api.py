@@ -240,8 +240,8 @@ def _canonical_zstack(stack) -> np.ndarray:
     return czyx
 
 
-def _options(sampling_steps, noise_match, realism) -> RestoreOptions:
-    return make_options(sampling_steps=None if sampling_steps is None else int(sampling_steps),
+def _options(sampling_steps, noise_match, realism, sampler=None) -> RestoreOptions:
+    return make_options(sampling_steps=None if sampling_steps is None else int(sampling_steps), sampler=sampler,
                         noise_match=None if noise_match is None else float(noise_match),
                         realism=None if realism is None else float(realism))
 
@@ -285,6 +285,7 @@ def restore(
     seed: int = 0,
     n_samples: int = 1,
     sampling_steps: int | None = None,
+    sampler: str | None = None,
     noise_match: float | None = None,
     realism: float | None = None,
     psf_sigma_z: float | str | None = None,
@@ -318,6 +319,9 @@ def restore(
         Start the fit from this model (fine-tuning); where to save a model fitted here.
     sampling_steps : int, optional
         Denoising steps for diffusion engines (default: the model's).
+    sampler : {'ddim', 'ddpm', 'one-step'}, optional
+        MSDSR's sampler (default: the model's). ``'one-step'``: one denoiser call from a
+        learned noise map; needs a model trained with :meth:`MSDSREngine.distil` (``volsr distil``).
     noise_match : float, optional
         Diffusion engines: scale of the noise added to generated planes so they carry the
         measured planes' noise level (default: the model's, 1.0; 0 = a smooth, denoised look).
@@ -347,7 +351,7 @@ def restore(
     planes, fusion = check_options(planes, fusion)
     _check_call(batch_size, output_dtype)
     check_precision(precision)
-    options = _options(sampling_steps, noise_match, realism)
+    options = _options(sampling_steps, noise_match, realism, sampler)
     stack = as_stack(source, axes=axes, spacing=spacing)
     czyx = _canonical_zstack(stack)
     factor = resolve_factor(z_factor, stack)

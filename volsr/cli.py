@@ -175,7 +175,7 @@ def cmd_infer(args) -> int:
             fusion=args.fusion, blur_sigma=args.blur, device=args.device, batch_size=args.batch_size,
             fit_steps=args.fit_steps, fit_minutes=args.fit_minutes, model_out=model_out, seed=args.seed,
             init_model=args.init_model,
-            n_samples=args.n_samples, sampling_steps=args.steps, noise_match=args.noise_match,
+            n_samples=args.n_samples, sampling_steps=args.steps, sampler=args.sampler, noise_match=args.noise_match,
             realism=args.realism, psf_sigma_z=args.psf_sigma_z, psf_file=args.psf_file, precision=args.precision,
             output_dtype="float32" if args.float32 else "same", progress=progress,
         )
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", default="mean", choices=["mean", "geometric", "xz", "yz"])
     p.add_argument("--blur", type=float, metavar="SIGMA", help="3D Gaussian post-blur sigma (paper: 0.5)")
     p.add_argument("--steps", type=int, help="sampling steps for diffusion engines")
+    p.add_argument("--sampler", choices=["ddim", "ddpm", "one-step"],
+                   help="msdsr sampler (default: the model's); one-step needs a model from `volsr distil`")
     p.add_argument("--noise-match", type=float, metavar="S",
                    help="diffusion engines: noise added to generated planes to match the measured planes' "
                         "noise (default: the model's, 1; 0 = smooth)")

@@ -1,4 +1,4 @@
-"""``volsr train`` and ``volsr models``: the training side of the command line.
+"""``volsr train``, ``volsr distil`` and ``volsr models``: the training side of the command line.
 
 Thin over :func:`volsr.train.fit_engine` and :mod:`volsr.checkpoint`; the main ``volsr``
 parser (:mod:`volsr.cli`) wires these in with :func:`add_parsers`. Each sub-parser sets
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import Cancelled, OutputError, VolsrError
 
-__all__ = ["add_parsers", "run_train", "run_models", "learned_engines"]
+__all__ = ["add_parsers", "run_train", "run_distil", "run_models", "learned_engines"]
 
 
 def learned_engines() -> list[str]:
@@ -58,6 +58,24 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=run_train)
 
+    d = subparsers.add_parser(
+        "distil", help="train the one-step sampler of a fitted MSDSR model",
+        description=("Train the learned noise map of one-step sampling (Brain-SR's scheme) on a fitted two-stage "
+                     "MSDSR model, its regressor and denoiser frozen; restore with --sampler one-step. Use the "
+                     "data the model was fitted on."),
+    )
+    d.add_argument("model", help="fitted msdsr model file (.volsr)")
+    d.add_argument("paths", nargs="+", help="stack files and/or folders of 2D images")
+    d.add_argument("-o", "--output", required=True, help="model file to write (the model plus its noise map)")
+    d.add_argument("--steps", type=int, default=None, help="training steps")
+    d.add_argument("--minutes", type=float, default=None,
+                   help="wall-time budget; with --steps, stops at whichever comes first")
+    d.add_argument("--batch-size", type=int, default=16, help="planes per step (default 16)")
+    d.add_argument("--seed", type=int, default=0, help="random seed for crops, masks and noise (default 0)")
+    d.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    d.set_defaults(func=run_distil)
+
     m = subparsers.add_parser("models", help="list the bundled models",
                               description="List the models shipped with volsr (usable as --model NAME).")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -91,8 +109,6 @@ def _checkpoint_path(args) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``volsr train``."""
-    from tqdm.auto import tqdm
-
     from .engines import create_engine
     from .train import check_budget
 
@@ -103,10 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_budget(args.steps, args.minutes)
     except VolsrError as err:
         raise VolsrError(f"bad training budget (--steps / --minutes): {err}") from None
-    if out.exists() and not args.overwrite:
-        raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another -o")
-    if not out.parent.exists():
-        raise OutputError(f"folder {out.parent} does not exist; create it first")
+    _check_output(out, args.overwrite)
     ckpt = _checkpoint_path(args)
 
     opts = {"preset": args.preset, "degradation": _degradation(args)}
@@ -119,16 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"volsr train: engine {engine.name} ({args.preset}) on {engine.device}; data: {data.describe()}; "
           f"budget {budget}; checkpoints -> {ckpt}", file=sys.stderr)
 
-    bar = tqdm(total=args.steps or 0, desc=f"train {engine.name}", unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(stage, done, total, **info):
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        if "loss" in info:
-            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
-        bar.refresh()
-
+    bar, progress = _progress_bar(f"train {engine.name}", args.steps)
     try:
         report = engine.fit(
             data, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -148,6 +152,61 @@ def run_train(args: argparse.Namespace) -> int:
     est = " (step count estimated from speed)" if report["estimated_total"] else ""
     print(f"trained {report['steps']} steps{est}{resumed} in {report['minutes']:.1f} min, "
           f"final loss {report['final_loss']:.4f}; model saved to {saved} ({size:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(desc: str, steps: int | None):
+    """A tqdm bar on stderr and the fit ``progress`` callback that drives it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps or 0, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(stage, done, total, **info):
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        if "loss" in info:
+            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+        bar.refresh()
+
+    return bar, progress
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another -o")
+    if not out.parent.exists():
+        raise OutputError(f"folder {out.parent} does not exist; create it first")
+
+
+def run_distil(args: argparse.Namespace) -> int:
+    """Handler of ``volsr distil``: load, train the noise map, save (atomically) to ``-o``."""
+    from .engines.registry import load_engine
+    from .train import check_budget
+
+    out = Path(args.output)
+    try:
+        check_budget(args.steps, args.minutes)
+    except VolsrError as err:
+        raise VolsrError(f"bad training budget (--steps / --minutes): {err}") from None
+    _check_output(out, args.overwrite)
+    engine = load_engine(args.model, device=args.device)
+    if not hasattr(engine, "distil"):
+        raise VolsrError(f"{args.model} is a '{engine.name}' model; volsr distil trains the one-step sampler of "
+                         "msdsr models")
+    bar, progress = _progress_bar("distil one-step", args.steps)
+    try:
+        report = engine.distil(args.paths, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
+                               seed=args.seed, progress=progress)
+    except (KeyboardInterrupt, Cancelled):
+        print("\ninterrupted; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    engine.provenance["command"] = f"volsr distil {args.model} " + " ".join(str(p) for p in args.paths)
+    saved = engine.save(out, overwrite=True)
+    print(f"trained the noise map {report['steps']} steps in {report['minutes']:.1f} min, final loss "
+          f"{report['final_loss']:.4f}; model saved to {saved} — restore with --sampler one-step", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,10 @@
     every patch and compare the *magnitudes* with an L1 norm. Magnitudes ignore phase, so the
     loss asks for the right local frequency content ("how much texture of which scale, here")
     while tolerating the small misalignments that make pixel losses prefer blur.
+``fft_spectrum_loss``
+    The unpaired variant: compare the *batch-mean* patch magnitude spectra. It asks for the
+    right amount of texture per scale without asking for the target's particular texture,
+    so a stochastic generator is not pushed towards the (smooth) conditional median.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import VolsrError
 
-__all__ = ["fft_patch_loss", "patch_spectra"]
+__all__ = ["fft_patch_loss", "fft_spectrum_loss", "patch_spectra"]
 
 REDUCTIONS = ("patch", "mean")
 
@@ -107,3 +111,40 @@ def fft_patch_loss(pred: torch.Tensor, target: torch.Tensor, patch: int = 4, str
     if reduction == "mean":
         return diff.mean()
     return diff.flatten(2).sum(dim=2).mean()
+
+
+def fft_spectrum_loss(pred: torch.Tensor, target: torch.Tensor, patch: int = 4, stride: int = 2) -> torch.Tensor:
+    """L1 norm between the mean patch magnitude spectra of ``pred`` and ``target`` (over images and patches).
+
+    Why unpaired: the paired :func:`fft_patch_loss` compares each patch with the target's
+    patch at the same place; for texture the generator cannot predict, the expected loss is
+    lowest for a *fixed* magnitude (the conditional median), so a learned noise map is pushed
+    to shrink its noise and the one-step output turns smooth (measured: spectrum error up
+    from 0.163 to 0.228 on the ``texture`` kind after 80 steps, see
+    :mod:`volsr.engines.msdsr_onestep`). The batch mean keeps only "how much power at which
+    local frequency", which a sample with independent texture matches.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor (N, C, H, W)
+        Same shape.
+    patch, stride : int
+        As in :func:`fft_patch_loss`.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar >= 0, summed over the C x patch x patch frequency bins; 0 when the two
+        batches have the same mean patch spectra (e.g. the same images in another order).
+
+    Examples
+    --------
+    >>> x = torch.rand(4, 1, 8, 8)
+    >>> round(float(fft_spectrum_loss(x, x.flip(0))), 4), bool(fft_spectrum_loss(x, 0.5 * x) > 0)
+    (0.0, True)
+    """
+    if pred.shape != target.shape:
+        raise VolsrError(f"the FFT loss needs inputs of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    mean_p = patch_spectra(pred, patch, stride).mean(dim=(0, 1))
+    mean_t = patch_spectra(target, patch, stride).mean(dim=(0, 1))
+    return (mean_p - mean_t).abs().sum()

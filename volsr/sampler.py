@@ -234,6 +234,7 @@ class MaskedSliceSampler:
         progress: Callable[[str, int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         stage: str = "denoise",
+        start: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Sample the unknown rows of ``known_values`` (N, C, H, W) in model units.
 
@@ -251,6 +252,10 @@ class MaskedSliceSampler:
             Called after every denoising step (``total = sub-batches * steps``).
         cancel : callable() -> bool, optional
             Checked before every step; True raises :class:`volsr.errors.Cancelled`.
+        start : callable(known_values, mask, cond, generator) -> torch.Tensor, optional
+            The state the chain starts from, per sub-batch (default: standard Gaussian noise);
+            one-step sampling starts from the condition plus a learned noise map
+            (:mod:`volsr.models.noise_map`). ``mask`` is (n, 1, H, 1) bool.
 
         Returns
         -------
@@ -269,12 +274,15 @@ class MaskedSliceSampler:
         was_training = self.network.training
         self.network.eval()
         try:
-            for start in range(0, n, per):
-                sl = slice(start, min(n, start + per))
+            for first in range(0, n, per):
+                sl = slice(first, min(n, first + per))
                 xk = x_known[sl]
                 m = known[sl][:, None, :, None]
                 c_sl = cond[sl] if cond is not None else None
-                x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
+                if start is None:
+                    x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
+                else:
+                    x = start(xk, m, c_sl, generator)
                 for idx, t in zip(self.scheduler.timesteps.tolist(), self.model_timesteps.tolist()):
                     if cancel is not None and cancel():
                         raise Cancelled("sampling cancelled")

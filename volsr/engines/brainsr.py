@@ -55,7 +55,6 @@ interpolation of the known rows, optional axial PSF; known rows pasted back).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,10 +66,11 @@ from ..config import ConfigError, check_choice, check_int, check_number
 from ..errors import ModelFileError, VolsrError
 from ..losses import REDUCTIONS, fft_patch_loss
 from ..masks import linear_fill
+from ..models.noise_map import NoisePredictor, draw_noise, one_step_state
 from ..models.padding import pad_to_multiple, run_padded
 from ..models.schedule import PREDICTION_TYPES, SCHEDULES, training_scheduler
 from .base import Capabilities, RestoreOptions
-from .learned import LearnedEngine, TrainableConfig, TrainablePart
+from .learned import LearnedEngine, TrainableConfig, TrainablePart, frozen
 
 __all__ = ["BrainSREngine", "BrainSRConfig", "NoisePredictor", "BRAINSR_PRESETS"]
 
@@ -209,46 +209,6 @@ class BrainSRConfig(TrainableConfig):
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"config '{name}' = {value!r} is invalid; accepted: true or false")
-
-
-class NoisePredictor(torch.nn.Module):
-    """The NP: a few 3x3 convolutions (dilated for context) from ``z_LR`` to noise mean and log-variance.
-
-    The last layer starts at zero: an untrained NP gives mean 0 and variance 1, i.e. standard
-    diffusion noise at ``t_star`` (SDEdit-like), and training moves it from there. The buffer
-    ``steps`` counts training steps (the adversarial delay; saved with the weights).
-    """
-
-    def __init__(self, channels: int = LATENT_CHANNELS, width: int = 32, layers: int = 4):
-        super().__init__()
-        mods: list[torch.nn.Module] = []
-        c_in = channels
-        for i in range(layers):
-            d = (1, 2, 4)[i % 3] if layers > 2 else 1
-            mods += [torch.nn.Conv2d(c_in, width, 3, padding=d, dilation=d), torch.nn.SiLU()]
-            c_in = width
-        self.body = torch.nn.Sequential(*mods)
-        self.head = torch.nn.Conv2d(width, 2 * channels, 3, padding=1)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.head(self.body(z)).chunk(2, dim=1)
-        return mean, logvar.clamp(-12.0, 4.0)
-
-
-@contextlib.contextmanager
-def frozen(*modules: torch.nn.Module):
-    """No gradient reaches these modules' weights inside the block (gradients still pass *through*)."""
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 def _load_part(module: torch.nn.Module, source, what: str, optional_keys=()) -> dict:
@@ -460,13 +420,9 @@ class BrainSREngine(LearnedEngine):
         """
         net = self.sampling_network if net is None else net
         mean, logvar = net["noise_predictor"](z_lr)
-        eps = mean
-        if self.cfg.np_sample if sample is None else sample:
-            n = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            eps = mean + (0.5 * logvar).exp() * n
+        eps = draw_noise(mean, logvar, generator, self.cfg.np_sample if sample is None else sample)
         abar = self._abar(z_lr.device)[self.cfg.t_star]
-        # z_t = z_LR + sigma_t eps (Eq. 1), sigma_t = sqrt((1 - abar) / abar), in the denoiser's VP scaling:
-        z_t = abar.sqrt() * z_lr + (1 - abar).sqrt() * eps
+        z_t = one_step_state(z_lr, eps, abar)  # Eq. 1 in the denoiser's VP scaling
         t = torch.full((z_lr.shape[0],), int(self.cfg.t_star), device=z_lr.device, dtype=torch.long)
         out = net["denoiser"](z_t, timesteps=t)
         return self._x0(out, z_t, abar.expand(z_lr.shape[0]))

@@ -11,6 +11,7 @@ separate :class:`TrainablePart` s, each with its own learning rate and EMA decay
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from abc import abstractmethod
@@ -25,7 +26,7 @@ from ..degrade import Degradation, RowDegradation, degradation_from_dict
 from ..errors import InputError, VolsrError
 from .base import Capabilities, Engine
 
-__all__ = ["LearnedEngine", "TrainableConfig", "TrainablePart"]
+__all__ = ["LearnedEngine", "TrainableConfig", "TrainablePart", "frozen"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,23 @@ class TrainablePart:
     ema: torch.nn.Module
     lr: float
     ema_decay: float
+
+
+@contextlib.contextmanager
+def frozen(*modules: torch.nn.Module):
+    """No gradient reaches these modules' weights inside the block (gradients still pass *through*).
+
+    For losses of one part that flow through fixed others (Brain-SR's and MSDSR's noise map
+    through the denoiser): the others' weights get no gradient and no optimiser update.
+    """
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class LearnedEngine(Engine):

@@ -64,7 +64,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 ``schedule``, ``num_train_timesteps``
     ``'cosine'``, 1000 (paper).
 ``sampler``, ``sampling_steps``, ``eta``
-    ``'ddim'`` (default) or ``'ddpm'``; steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
+    ``'ddim'`` (default), ``'ddpm'`` or ``'one-step'`` (below); steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
     Default 10 steps, eta 1: on the x0 model above, 1 and 5 steps (eta 0) gave 24.6 and
     25.3 dB, 10 and 20 steps (eta 1) 26.1 and 26.2 dB (eta 1 beat eta 0 by 0.5-0.6 dB at
     10 and 20 steps), and one step costs ~30 s per 512 planes of 61x256 on 2 shared CPU cores, so
@@ -85,6 +85,10 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     fits on 64x256x256 ``cells`` / ``fibers`` / ``texture`` (``benchmarks/results_bench_msdsr_kinds.md``):
     spectrum error 0.304 -> 0.127 / 0.269 -> 0.110 / 0.145 -> 0.193 (cubic 0.168 / 0.149 /
     0.224), SSIM 0.889 -> 0.845 / 0.919 -> 0.890 / 0.713 -> 0.706 (linear 0.827 / 0.864 / 0.740).
+``one_step``, ``one_step_t``, ``np_width``, ``np_layers``, ``lambda_fft``, ``fft_pairing``
+    One-step sampling (``sampler='one-step'``): a learned noise map trained on a fitted
+    model by :meth:`MSDSREngine.distil` (``volsr distil``); one denoiser call at
+    ``one_step_t`` instead of ``sampling_steps``. See :mod:`volsr.engines.msdsr_onestep`.
 ``timestep_spacing``
     ``'auto'`` (default: ``leading`` for epsilon, ``trailing`` otherwise), ``'trailing'``,
     ``'leading'`` or ``'quadratic'`` (:func:`volsr.models.schedule.sampling_timesteps`).
@@ -118,6 +122,7 @@ from ..models.schedule import (
     SAMPLERS,
     SCHEDULES,
     SPACINGS,
+    one_step_scheduler,
     sampling_scheduler,
     training_scheduler,
 )
@@ -125,6 +130,7 @@ from ..runtime import choose_batch_size, unet_bytes_per_pixel
 from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
+from .msdsr_onestep import FFT_PAIRINGS, ONE_STEP, NoiseMapMixin
 from .msunet import RowRegressor
 from .unet_common import padded_size, regression_planes
 
@@ -132,6 +138,7 @@ __all__ = ["MSDSREngine", "MSDSRConfig", "LOSSES", "CONDITIONS", "DATA_RANGES", 
            "denoiser_bytes_per_pixel"]
 
 LOSSES = ("l1_unknown", "paper")
+MSDSR_SAMPLERS = (*SAMPLERS, ONE_STEP)
 CONDITIONS = ("linear", "regression", "none")
 DATA_RANGES = ("symmetric", "unit")
 
@@ -190,6 +197,12 @@ class MSDSRConfig(TrainableConfig):
     regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     inference_mode: str = "full"
     tile_overlap: float = 0.25
+    one_step: bool = False
+    one_step_t: int = 250
+    np_width: int = 32
+    np_layers: int = 4
+    lambda_fft: float = 0.4
+    fft_pairing: str = "batch"
 
     PRESETS: ClassVar[tuple[str, ...]] = tuple(preset_names())
 
@@ -202,7 +215,7 @@ class MSDSRConfig(TrainableConfig):
         check_choice("loss", self.loss, LOSSES)
         check_choice("data_range", self.data_range, DATA_RANGES)
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("sampler", self.sampler, MSDSR_SAMPLERS)
         check_choice("inference_mode", self.inference_mode, MODES)
         check_choice("condition", self.condition, CONDITIONS)
         check_choice("timestep_spacing", self.timestep_spacing, ("auto", *SPACINGS))
@@ -212,7 +225,12 @@ class MSDSRConfig(TrainableConfig):
         check_number("noise_match", self.noise_match, 0, 4)
         check_number("realism", self.realism, 0, 1)
         check_number("tile_overlap", self.tile_overlap, 0, 1, hi_open=True)
-        for key in ("mask_channel", "residual"):
+        check_int("one_step_t", self.one_step_t, 1, self.num_train_timesteps - 1)
+        check_int("np_width", self.np_width, 1)
+        check_int("np_layers", self.np_layers, 1)
+        check_number("lambda_fft", self.lambda_fft, 0, 100)
+        check_choice("fft_pairing", self.fft_pairing, FFT_PAIRINGS)
+        for key in ("mask_channel", "residual", "one_step"):
             if not isinstance(getattr(self, key), bool):
                 raise VolsrError(f"config '{key}' must be true or false, got {getattr(self, key)!r}")
         if self.residual and (self.prediction_type != "sample" or self.condition == "none"):
@@ -226,12 +244,16 @@ class MSDSRConfig(TrainableConfig):
                 "set prediction_type='epsilon' and mask_channel=False, or use loss='l1_unknown'"
             )
 
+        if (self.one_step or self.sampler == ONE_STEP) and not (self.two_stage and self.prediction_type == "sample"):
+            raise VolsrError("one-step sampling (a learned noise map) is built for two-stage x0 models: "
+                             "condition='regression' and prediction_type='sample' (the defaults)")
+
     @property
     def two_stage(self) -> bool:
         return self.condition == "regression"
 
 
-class MSDSREngine(LearnedEngine):
+class MSDSREngine(NoiseMapMixin, LearnedEngine):
     """Masked-slice diffusion engine; see the module docstring for the config.
 
     Parameters
@@ -298,7 +320,10 @@ class MSDSREngine(LearnedEngine):
                                         condition_channels=c if self.cfg.condition != "none" else 0)
         if not self.cfg.two_stage:
             return denoiser
-        return torch.nn.ModuleDict({"denoiser": denoiser, "regressor": self.regressor.build(self.cfg.regressor_features)})
+        parts = {"denoiser": denoiser, "regressor": self.regressor.build(self.cfg.regressor_features)}
+        if self.cfg.one_step:
+            parts["noise_map"] = self.build_noise_map()
+        return torch.nn.ModuleDict(parts)
 
     def _denoiser(self, net: torch.nn.Module) -> torch.nn.Module:
         return net["denoiser"] if self.cfg.two_stage else net
@@ -307,7 +332,8 @@ class MSDSREngine(LearnedEngine):
         if not self.cfg.two_stage:
             return super().trainable_parts()
         lr, decay = float(self.cfg.lr), float(self.cfg.ema_decay)
-        return [TrainablePart(k, self.network[k], self.ema[k], lr, decay) for k in ("regressor", "denoiser")]
+        names = ("noise_map",) if self.distilling else ("regressor", "denoiser")
+        return [TrainablePart(k, self.network[k], self.ema[k], lr, decay) for k in names]
 
     @property
     def multiple(self) -> int:
@@ -351,6 +377,8 @@ class MSDSREngine(LearnedEngine):
         L1 over all pixels; the denoiser is conditioned on the (detached) stage-1 estimate.
         """
         self.check_channels(hr.shape[1])
+        if self.distilling:
+            return self.noise_map_loss(hr, known, generator)
         b, _, h, _ = hr.shape
         m = row_mask(known, b, h, hr.device)
         measured = self.cfg.degradation.measured(hr.float())
@@ -422,11 +450,18 @@ class MSDSREngine(LearnedEngine):
         """
         cfg = cfg or self.cfg
         spacing = None if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
-        sched, model_t = sampling_scheduler(cfg.sampler, steps=cfg.sampling_steps, num_train_timesteps=cfg.num_train_timesteps,
-                                            schedule=cfg.schedule, prediction_type=cfg.prediction_type, spacing=spacing)
+        eta = float(cfg.eta)
+        if cfg.sampler == ONE_STEP:  # one DDIM step from t* to x0: exact with eta 0
+            sched, model_t = one_step_scheduler(cfg.one_step_t, num_train_timesteps=cfg.num_train_timesteps,
+                                                schedule=cfg.schedule, prediction_type=cfg.prediction_type)
+            eta = 0.0
+        else:
+            sched, model_t = sampling_scheduler(cfg.sampler, steps=cfg.sampling_steps,
+                                                num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
+                                                prediction_type=cfg.prediction_type, spacing=spacing)
         return MaskedSliceSampler(
             network=self._denoiser(self.sampling_network), scheduler=sched, model_timesteps=model_t,
-            inputs=self.inputs, multiple=self.multiple, eta=float(cfg.eta), mode=cfg.inference_mode,
+            inputs=self.inputs, multiple=self.multiple, eta=eta, mode=cfg.inference_mode,
             tile=int(cfg.crop), tile_overlap=float(cfg.tile_overlap),
             chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS), call_planes=call_planes,
         )
@@ -436,7 +471,10 @@ class MSDSREngine(LearnedEngine):
         if options.realism is not None and not self.cfg.two_stage:
             raise VolsrError("realism needs a two-stage model (condition='regression'): it blends the stage-1 "
                              "estimate with the diffusion sample; this model has no stage-1 estimate")
-        return super().call_config(options)
+        cfg = super().call_config(options)
+        if cfg.sampler == ONE_STEP:
+            self.check_noise_map()
+        return cfg
 
     def _generator_for(self, seed: int | None) -> torch.Generator:
         """``seed`` None: the engine's running generator (:meth:`reset_generator`)."""
@@ -471,8 +509,9 @@ class MSDSREngine(LearnedEngine):
             chunk = None if options.batch_size is None else int(options.batch_size) * h * w
             call = None if options.batch_size is not None else self.planes_per_call(h, w)
             cond = self.condition(x, known, est)
+            start = self.one_step_start(self.sampling_network, cfg) if cfg.sampler == ONE_STEP else None
             sample = self.make_sampler(cfg, chunk, call)(self.to_model_units(x), known, cond=cond, generator=gen,
-                                                         progress=progress, cancel=cancel)
+                                                         progress=progress, cancel=cancel, start=start)
             out = self.from_model_units(sample)
             if est is not None:
                 out = est + float(cfg.realism) * (out - est)

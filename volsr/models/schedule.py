@@ -157,8 +157,6 @@ def sampling_scheduler(
         The training timestep to give the network at each entry of ``scheduler.timesteps``
         (same order).
     """
-    from monai.networks.schedulers import DDPMScheduler
-
     if kind not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
     base = training_scheduler(num_train_timesteps=num_train_timesteps, schedule=schedule,
@@ -166,10 +164,39 @@ def sampling_scheduler(
     if spacing is None:
         spacing = "leading" if prediction_type == "epsilon" else "trailing"
     model_t = sampling_timesteps(num_train_timesteps, steps, spacing)  # descending
+    return _respaced(kind, base, model_t, prediction_type)
+
+
+def one_step_scheduler(t_star: int, *, num_train_timesteps: int = 1000, schedule: str = "cosine",
+                       prediction_type: str = "sample"):
+    """A one-step DDIM chain from training timestep ``t_star`` straight to the clean image.
+
+    The step from ``t_star`` ends at ``abar = 1`` (``set_alpha_to_one``), so with ``eta = 0``
+    it returns the network's x0 estimate exactly: the sampler of one-step diffusion
+    (Brain-SR's Eq. 1 start state, :mod:`volsr.models.noise_map`). Same returns as
+    :func:`sampling_scheduler`.
+
+    Examples
+    --------
+    >>> sched, model_t = one_step_scheduler(400)
+    >>> model_t.tolist()
+    [400]
+    """
+    if not 0 <= int(t_star) < int(num_train_timesteps):
+        raise ValueError(f"t_star must be in [0, {int(num_train_timesteps) - 1}], got {t_star!r}")
+    base = training_scheduler(num_train_timesteps=num_train_timesteps, schedule=schedule,
+                              prediction_type=prediction_type)
+    return _respaced("ddim", base, torch.tensor([int(t_star)]), prediction_type)
+
+
+def _respaced(kind: str, base, model_t: torch.Tensor, prediction_type: str):
+    """The respaced scheduler visiting the training timesteps ``model_t`` (descending) and those timesteps."""
+    from monai.networks.schedulers import DDPMScheduler
+
     ascending = model_t.flip(0)
     abar = base.alphas_cumprod.double()[ascending]
     _register_respaced()
-    n = int(steps)
+    n = int(len(model_t))
     if kind == "ddim":
         sched = _stable_ddim()(num_train_timesteps=n, schedule="volsr_respaced", alphas_cumprod=abar,
                               clip_sample=False, set_alpha_to_one=True, prediction_type=prediction_type)
