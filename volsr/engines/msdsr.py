@@ -44,11 +44,13 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     :meth:`MSDSREngine.restore`): the result is ``estimate + realism * (sample - estimate)``
     on the restored rows. 0 = the regression estimate (the conditional mean: best PSNR/SSIM,
     for measurement and segmentation), 1 = a full diffusion sample (texture at the right
-    scales, for looking; each sample is one plausible volume). Default 0.5: on the six kinds of
-    ``benchmarks/results_quality.md`` (48x160x160, 4x, 4-min fits) it is the setting that never
-    falls below linear interpolation on PSNR or SSIM (realism 1 does on texture, fluo and mri -
-    the failure seen on real fluorescence data), at the cost of a spectrum error above cubic's
-    on cells, fibers, mri and em (realism 1 is below cubic's on all six kinds).
+    scales, for looking; each sample is one plausible volume). Default 0.6 with the default 4
+    sampling steps (0.5 with 10 steps in volsr 0.2: the same PSNR and texture, see
+    ``sampling_steps``): on the six kinds of ``benchmarks/results_quality.md`` (48x160x160, 4x,
+    4-min fits) it never falls below linear interpolation on PSNR or SSIM (realism 1 does on
+    texture, fluo and mri - the failure seen on real fluorescence data), at the cost of a
+    spectrum error above cubic's on cells, fibers, mri and em (realism 1 is below cubic's on
+    all six kinds).
 ``regressor_features``
     BasicUNet widths of the stage-1 network (two-stage only).
 ``loss``
@@ -65,10 +67,14 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``'cosine'``, 1000 (paper).
 ``sampler``, ``sampling_steps``, ``eta``
     ``'ddim'`` (default), ``'ddpm'`` or ``'one-step'`` (below); steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
-    Default 10 steps, eta 1: on the x0 model above, 1 and 5 steps (eta 0) gave 24.6 and
-    25.3 dB, 10 and 20 steps (eta 1) 26.1 and 26.2 dB (eta 1 beat eta 0 by 0.5-0.6 dB at
-    10 and 20 steps), and one step costs ~30 s per 512 planes of 61x256 on 2 shared CPU cores, so
-    10 steps keep a 256x256x61 restoration within ~5 min.
+    Default 4 steps, eta 1, with ``realism`` 0.6 (volsr 0.2 had 10 steps at realism 0.5). The
+    quality-vs-steps curve on six kinds (``benchmarks/results_speed.md``, saved 4-min fits):
+    fewer steps keep PSNR/SSIM but lose texture (spectrum error +0.024 at 5 steps, +0.057 at 3
+    and +0.114 at 1 on ``texture``); a little more realism gives it back: 4 steps at 0.6 are
+    within +0.006 of the 10-step spectrum error and -0.12..+0.04 dB of its PSNR on every kind,
+    at 2.4x fewer network calls. Deterministic DDIM (eta 0) was no better at 2-4 steps, and a
+    learned one-step sampler (``sampler='one-step'``, :mod:`volsr.engines.msdsr_onestep`) did
+    not reach the 10-step texture without losing 0.2-0.6 dB.
 ``noise_match``
     After sampling, add white Gaussian noise to the generated rows so that their noise level
     (robust estimate from the second difference along x, :func:`volsr.sampler.match_noise`)
@@ -189,11 +195,11 @@ class MSDSRConfig(TrainableConfig):
     schedule: str = "cosine"
     num_train_timesteps: int = 1000
     sampler: str = "ddim"
-    sampling_steps: int = 10
+    sampling_steps: int = 4
     eta: float = 1.0
     timestep_spacing: str = "auto"
     noise_match: float = 1.0
-    realism: float = 0.5
+    realism: float = 0.6
     regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     inference_mode: str = "full"
     tile_overlap: float = 0.25
