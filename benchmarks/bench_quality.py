@@ -37,7 +37,8 @@ of :func:`volsr.restore` (e.g. ``msdsr:sampling_steps=20:fusion=median``,
 ``msdsr:engine_options={"preset":"small"}``). Values are read as JSON when they parse
 (numbers, true/false/null, objects), else as strings; ``{kind}`` in a string value is replaced
 by the kind, so a spec can reuse per-kind model files saved by an earlier run
-(``msdsr:model=models/{kind}/msdsr.volsr:sampling_steps=2``: no fit, ``fit s`` is 0).
+(``msdsr:model=models/{kind}/msdsr.volsr:sampling_steps=2``: no fit, ``fit s`` is 0) -
+``--save-models models`` keeps them in that layout.
 
 Usage::
 
@@ -183,7 +184,8 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
     import tempfile
 
     fitted: dict[str, str] = {}  # one fit per (engine, fit settings): restore-time options reuse it
-    tmp = tempfile.mkdtemp(prefix="bench_quality_")
+    tmp = tempfile.mkdtemp(prefix="bench_quality_") if args.save_models is None else Path(args.save_models) / kind
+    Path(tmp).mkdir(parents=True, exist_ok=True)
     for label, name, options in specs:
         print(f"# {kind}: {label} ...", file=sys.stderr, flush=True)
         options = {k: v.replace("{kind}", kind) if isinstance(v, str) else v for k, v in options.items()}
@@ -195,7 +197,8 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
             call = {k: v for k, v in call.items() if k not in ("fit_minutes", "engine_options")}
             call["model"] = fitted[key]
         elif get_engine_class(name).capabilities.learned and "model" not in options:
-            call["model_out"] = str(Path(tmp) / f"{len(fitted)}.volsr")
+            same = sum(json.loads(k)[0] == name for k in fitted)  # a second fit of one engine: name-1.volsr
+            call["model_out"] = str(Path(tmp) / f"{name}{f'-{same}' if same else ''}.volsr")
         row = {"engine": label + (" (same fit)" if "model" in call and "model" not in options else "")}
         try:
             res = volsr.restore(low, **call)
@@ -283,6 +286,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="volume and restore seed")
     ap.add_argument("--n-crops", type=int, default=1000, help="SliceFID crops per set")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--save-models", metavar="DIR", help="keep each fit as DIR/<kind>/<engine>.volsr (reuse them "
+                    "with model=DIR/{kind}/<engine>.volsr in a spec); default: a temporary folder")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_quality.md"),
                     help="Markdown output; the JSON goes next to it (.json)")
     args = ap.parse_args(argv)
