@@ -120,6 +120,31 @@ def network_call(label, module, make, batch, h, w, precision, repeats, *, channe
             "compile_s": compile_s}
 
 
+OP_GROUPS = (("convolution", ("conv",)), ("matmul / attention", ("mm", "linear", "attention", "bmm", "baddbmm")),
+             ("group norm", ("group_norm", "native_group_norm")), ("activation (SiLU)", ("silu",)),
+             ("add / mul / copy / pad", ("add", "mul", "copy", "pad", "cat", "to", "clone", "contiguous")))
+
+
+def op_profile(module, make, batch, h, w, precision) -> dict:
+    """Self CPU time of one forward by operator group (torch.profiler): where the time goes."""
+    module.eval()
+    args = make(batch, h, w)
+    with inference_context(torch.device("cpu"), precision):
+        _call(module, args)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            _call(module, args)
+    groups = {name: 0.0 for name, _ in OP_GROUPS}
+    groups["other"] = 0.0
+    for ev in prof.key_averages():
+        if not ev.key.startswith("aten::"):
+            continue
+        op = ev.key[len("aten::"):]
+        name = next((g for g, keys in OP_GROUPS if any(k in op for k in keys)), "other")
+        groups[name] += ev.self_cpu_time_total / 1e6
+    total = sum(groups.values())
+    return {"precision": precision, "total_s": total, "share": {k: v / total for k, v in groups.items()}}
+
+
 class _Timer:
     """Wall time spent inside the engine's networks' forwards and inside ``engine.restore``."""
 
@@ -217,6 +242,11 @@ def markdown(rows: dict, command: str) -> str:
         cs = "" if c["compile_s"] is None else f"{c['compile_s']:.1f}"
         lines.append(f"| {c['network']} | {c['variant']} | {c['batch']} | {c['gflop']:.2f} | {c['seconds']:.3f} | "
                      f"{c['gflops_per_s']:.1f} | {c['gflops_per_s'] / mm[c['precision']]:.2f} | {cs} |")
+    lines += ["", "Where one msdsr denoiser forward (8 x 64x256) spends its time, by operator group (torch.profiler, "
+              "self CPU time):", "", "| precision | " + " | ".join(rows["op_profile"][0]["share"]) + " |",
+              "|---|" + "---:|" * len(rows["op_profile"][0]["share"])]
+    for op in rows["op_profile"]:
+        lines.append(f"| {op['precision']} | " + " | ".join(f"{v:.0%}" for v in op["share"].values()) + " |")
     r = rows["ratio"]
     p = r["profile"]
     lines += ["", f"Landed vs default, msdsr (preset {r['preset']}), input {r['shape_in']} -> 4x z, "
@@ -265,6 +295,9 @@ def main(argv=None) -> int:
                 if args.compile and label == "msdsr denoiser":  # the hot network; compiles take minutes
                     rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
                                                       compile_=True))
+    eng = _perturbed(create_engine("msdsr"))
+    module, make = _networks(eng)["msdsr denoiser"]
+    rows["op_profile"] = [op_profile(module, make, 8, 64, 256, prec) for prec in ("float32", "bfloat16")]
     rows["ratio"] = landed_vs_default([int(v) for v in args.ratio_shape.split(",")], args.repeats)
     rows["real"] = real_size(shape) if shape else None
     rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
