@@ -221,7 +221,7 @@ def test_log_line_names_device_dtype_and_batch(caplog, monkeypatch):
     threads = torch.get_num_threads()
     threads_text = f"{threads} thread" + ("s" if threads != 1 else "")
     assert lines == [
-        f"restoring on cpu ({threads_text}), bfloat16 autocast, channels-last, batch XZ 24 per network call, slabs of 24 planes; "
+        f"restoring on cpu ({threads_text}), bfloat16 autocast, batch XZ 24 per network call, slabs of 24 planes; "
         "YZ 20 per network call, slabs of 20 planes (memory budget 3.0 GiB)",
         f"restoring on cpu ({threads_text}), float32, batch 5 planes",
     ]

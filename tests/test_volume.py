@@ -170,8 +170,31 @@ def test_bfloat16_restoration_close_to_float32_and_float32_bit_reproducible():
     np.testing.assert_array_equal(a, b)
     c = restore_volume(vol, grid, eng, seed=3, precision="bfloat16").data
     assert 0 < np.abs(c - a).max() < 0.05  # bf16 keeps 8 bits of mantissa; normalised units
-    # the fast path lays weights out channels-last only for the call: they come back as they were
-    assert all(p.is_contiguous() and not p.is_inference() for p in eng.ema.parameters())
     np.testing.assert_array_equal(restore_volume(vol, grid, eng, seed=3, precision="float32").data, a)
     with pytest.raises(InputError, match="precision"):
         restore_volume(vol, grid, eng, precision="float8")
+
+
+def test_auto_precision_lays_the_denoiser_channels_last_only_for_the_call():
+    from volsr.engines import create_engine as make
+
+    eng = make("msdsr", preset="tiny", sampling_steps=1)
+    eng.trained = True
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in eng.ema.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    den = eng.channels_last_network
+    seen = []
+    hook = den.conv_in.conv.register_forward_pre_hook(
+        lambda m, args: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last)))
+    vol = np.random.default_rng(0).random((1, 4, 16, 16)).astype(np.float32)
+    exact = restore_volume(vol, OutputGrid(4, 3), eng, seed=1, precision="float32").data
+    assert seen and not any(seen)  # float32: the exact arithmetic, contiguous weights
+    seen.clear()
+    fast = restore_volume(vol, OutputGrid(4, 3), eng, seed=1, precision="auto").data
+    hook.remove()
+    assert seen and all(seen)  # auto: the denoiser ran channels-last ...
+    # ... and came back as it was: contiguous, ordinary tensors that training can use
+    assert all(p.is_contiguous() and not p.is_inference() for p in eng.ema.parameters())
+    assert 0 < np.abs(fast - exact).max() < 0.05

@@ -6,8 +6,11 @@ float32. GPUs without bfloat16 use float16. ``float32`` runs exactly as before.
 
 ``auto`` (the default of :func:`volsr.restore`) picks bfloat16 where the hardware computes it
 natively (a CUDA device; a CPU whose flags include ``avx512_bf16`` or ``amx_bf16``) and float32
-elsewhere: on CPUs that only *emulate* bfloat16 it is slower than float32, not faster. On the
-benchmark, bfloat16 changed PSNR by less than 0.01 dB (``benchmarks/results_speed.md``).
+elsewhere (on CPUs that only *emulate* bfloat16 it is slower than float32, not faster), and in
+both cases holds the engine's convolution-heavy network (:attr:`Engine.channels_last_network`)
+channels-last: the MSDSR denoiser ran 1.44x faster in float32 and 1.29x in bfloat16 that way,
+while the BasicUNets did not gain (``benchmarks/results_speed.md``). ``float32`` is the exact
+arithmetic of earlier versions.
 """
 
 from __future__ import annotations
@@ -76,20 +79,27 @@ def channels_last(network: torch.nn.Module | None):
 
 
 def inference_context(device: torch.device, precision: str = "float32", network: torch.nn.Module | None = None):
-    """``torch.inference_mode``; for ``bfloat16`` (or ``auto`` resolving to it) also autocast on
-    ``device`` and ``network`` channels-last. ``float32`` leaves the arithmetic exactly as it was."""
-    fast = resolve_precision(precision, device) != "float32" and device.type in ("cpu", "cuda")
+    """``torch.inference_mode``; ``bfloat16`` (or ``auto`` resolving to it) adds autocast on ``device``;
+    ``auto`` and ``bfloat16`` hold ``network`` channels-last. ``float32`` leaves the arithmetic
+    exactly as it was (bit-reproducible, the same numbers as earlier versions)."""
+    device = torch.device(device)
+    usable = device.type in ("cpu", "cuda")
+    autocast = usable and resolve_precision(precision, device) == "bfloat16"
     stack = contextlib.ExitStack()
-    if fast:  # outside inference mode: the re-laid weights must stay ordinary (trainable) tensors
+    if usable and precision != "float32":  # outside inference mode: re-laid weights stay ordinary tensors
         stack.enter_context(channels_last(network))
     stack.enter_context(torch.inference_mode())
-    if fast:
+    if autocast:
         stack.enter_context(torch.autocast(device_type=device.type, dtype=_low_dtype(device)))
     return stack
 
 
-def compute_dtype_name(device: torch.device, precision: str = "float32") -> str:
+def compute_dtype_name(device: torch.device, precision: str = "float32", channels_last: bool = True) -> str:
     """What :func:`inference_context` makes the network compute in, for log lines."""
-    if resolve_precision(precision, device) == "float32" or torch.device(device).type not in ("cpu", "cuda"):
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda") or precision == "float32":
         return "float32"
-    return f"{str(_low_dtype(torch.device(device))).removeprefix('torch.')} autocast, channels-last"
+    layout = ", channels-last" if channels_last else ""
+    if resolve_precision(precision, device) == "float32":
+        return "float32" + layout
+    return f"{str(_low_dtype(device)).removeprefix('torch.')} autocast" + layout

@@ -152,7 +152,7 @@ def _run_direction(
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
             run["progress"] = _batch_progress(progress, axis, start, sl.stop - start, n)
-        with inference_context(engine.device, precision, engine.sampling_network):
+        with inference_context(engine.device, precision, engine.channels_last_network):
             if n_samples > 1:
                 mean, std = engine.restore_with_std(planes, known, n_samples, opts, **run)
                 write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())
@@ -223,7 +223,8 @@ def _log_batches(engine: Engine, grid: OutputGrid, sizes: dict[str, tuple[int, i
     batch = next(iter(texts.values())) if len(set(texts.values())) == 1 else \
         "; ".join(f"{axis.upper()} {text}" for axis, text in texts.items())
     budget = memory_budget(engine.device) if network else None
-    dtype = compute_dtype_name(engine.device, precision) if network else "float32"  # no network: no autocast
+    dtype = compute_dtype_name(engine.device, precision, engine.channels_last_network is not None) \
+        if network else "float32"  # no network: no autocast
     return log_run("restoring", engine.device, dtype, f"batch {batch}", budget)
 
 

@@ -172,8 +172,9 @@ class Engine:
         return self.capabilities.learned
 
     @property
-    def sampling_network(self) -> torch.nn.Module | None:
-        """The network inference runs (learned engines: the EMA weights); None without one."""
+    def channels_last_network(self) -> torch.nn.Module | None:
+        """The network the fast precisions hold channels-last (:mod:`volsr.precision`): only where it
+        was measured to pay (the MSDSR denoiser); None elsewhere."""
         return None
 
     @property

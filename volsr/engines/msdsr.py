@@ -334,6 +334,11 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
     def _denoiser(self, net: torch.nn.Module) -> torch.nn.Module:
         return net["denoiser"] if self.cfg.two_stage else net
 
+    @property
+    def channels_last_network(self) -> torch.nn.Module:
+        """The denoiser (1.3-1.4x faster channels-last); the stage-1 BasicUNet was not faster."""
+        return self._denoiser(self.sampling_network)
+
     def trainable_parts(self) -> list[TrainablePart]:
         if not self.cfg.two_stage:
             return super().trainable_parts()
