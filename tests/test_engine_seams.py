@@ -67,7 +67,7 @@ def test_typed_config_is_frozen_validated_and_replace_revalidates():
     eng = create_engine("msdsr", preset="tiny")
     with pytest.raises(dataclasses.FrozenInstanceError):
         eng.cfg.crop = 16  # frozen
-    assert eng.cfg.replace(sampling_steps=3).sampling_steps == 3 and eng.cfg.sampling_steps == 10
+    assert eng.cfg.replace(sampling_steps=3).sampling_steps == 3 and eng.cfg.sampling_steps == 4
     with pytest.raises(ConfigError, match="sampling_steps"):
         eng.cfg.replace(sampling_steps=0)
     with pytest.raises(ConfigError, match="unknown config key"):
