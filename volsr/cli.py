@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planes", default="both", choices=["both", "xz", "yz"])
     p.add_argument("--fusion", default="mean", choices=["mean", "geometric", "xz", "yz"])
     p.add_argument("--blur", type=float, metavar="SIGMA", help="3D Gaussian post-blur sigma (paper: 0.5)")
-    p.add_argument("--steps", type=int, help="sampling steps for diffusion engines")
+    p.add_argument("--steps", type=int, help="sampling steps for diffusion engines (default: the model's; "
+                   "new MSDSR models: 4)")
     p.add_argument("--sampler", choices=["ddim", "ddpm", "one-step"],
                    help="msdsr sampler (default: the model's); one-step needs a model from `volsr distil`")
     p.add_argument("--noise-match", type=float, metavar="S",
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realism", type=float, metavar="R",
                    help="two-stage diffusion models: 0 = the regression estimate (best PSNR/SSIM, for measurement "
                         "and segmentation) .. 1 = a full diffusion sample (realistic texture, for looking); "
-                        "default: the model's")
+                        "default: the model's (new MSDSR models: 0.6)")
     p.add_argument("--psf-sigma-z", metavar="SIGMA",
                    help="axial PSF for the self-supervised fit: extra z blur beyond the lateral, as a Gaussian "
                         "sigma in output pixels (e.g. 2) or a length (e.g. 0.8um); default none")

@@ -346,15 +346,7 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
             self.status.value = f"{stage}: {done}/{total}"
 
     def _on_done(self, outcome: Outcome) -> None:
-        self._set_running(False)
-        if outcome.cancelled:
-            self.status.value = "cancelled"
-            self.progress.value = 0
-            notify_info("volsr restoration cancelled; nothing was added")
-            return
-        if outcome.error is not None:
-            self.status.value = "failed"
-            notify_error(outcome.error)
+        if not self._finished(outcome, "restoration"):
             return
         result = outcome.value
         source = self._source

@@ -260,15 +260,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
             self.status.value = f"{stage}: {done}/{total}"
 
     def _on_done(self, outcome: Outcome) -> None:
-        self._set_running(False)
-        if outcome.cancelled:
-            self.status.value = "cancelled"
-            self.progress.value = 0
-            notify_info("volsr upscaling cancelled; nothing was added")
-            return
-        if outcome.error is not None:
-            self.status.value = "failed"
-            notify_error(outcome.error)
+        if not self._finished(outcome, "upscaling"):
             return
         result = outcome.value
         kwargs = upscaled_layer_kwargs(self._source, result, zero_shot=self._zero_shot)

@@ -439,3 +439,17 @@ class JobWidget:
     def _set_running(self, running: bool) -> None:
         self.start_button.enabled = not running
         self.cancel_button.enabled = running
+
+    def _finished(self, outcome: Outcome, what: str) -> bool:
+        """The common end of a job that adds layers: False (and said so) after a cancel or an error."""
+        self._set_running(False)
+        if outcome.cancelled:
+            self.status.value = "cancelled"
+            self.progress.value = 0
+            notify_info(f"volsr {what} cancelled; nothing was added")
+            return False
+        if outcome.error is not None:
+            self.status.value = "failed"
+            notify_error(outcome.error)
+            return False
+        return True
