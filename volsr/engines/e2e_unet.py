@@ -38,11 +38,10 @@ from ..sampling import OutputGrid
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (
+    BasicUNetMemory,
     UNetConfig,
-    basic_unet_bytes_per_pixel,
     build_basic_unet,
     forward_padded,
-    regression_planes,
     unet_presets,
 )
 
@@ -98,7 +97,7 @@ class E2EUNetConfig(UNetConfig):
                              "degradation (no axial PSF, no in-plane task)")
 
 
-class E2EUNetEngine(LearnedEngine):
+class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
     """Midway-plane UNet applied recursively between measured planes; see the module docstring.
 
     Parameters
@@ -150,15 +149,6 @@ class E2EUNetEngine(LearnedEngine):
         self.check_channels(hr.shape[2])
         pred = self._midpoint(self.network, hr[:, 0], hr[:, 2])
         return (pred - hr[:, 1]).abs().mean()
-
-    def bytes_per_pixel(self, height: int, width: int) -> float:
-        return basic_unet_bytes_per_pixel(self.cfg.features)
-
-    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
-        """Plane pairs (XY planes of ``height`` x ``width``) per network call."""
-        if options is not None and options.batch_size is not None:
-            return int(options.batch_size)
-        return regression_planes(self.device, self.cfg.features, height, width)
 
     @torch.no_grad()
     def restore_volume(self, volume_czyx, grid: OutputGrid, options: RestoreOptions | None = None, *,

@@ -36,12 +36,11 @@ from ..masks import linear_fill, row_mask
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (
+    BasicUNetMemory,
     UNetConfig,
-    basic_unet_bytes_per_pixel,
     build_basic_unet,
     forward_padded,
     padded_size,
-    regression_planes,
     unet_presets,
 )
 
@@ -114,7 +113,7 @@ class RowRegressor:
         return out + up if self.residual else out
 
 
-class MSUNetEngine(LearnedEngine):
+class MSUNetEngine(BasicUNetMemory, LearnedEngine):
     """Masked-slice regression UNet (the paper's MS-UNet baseline); see the module docstring.
 
     Examples
@@ -158,14 +157,6 @@ class MSUNetEngine(LearnedEngine):
             weight = (~row_mask(known, *hr.shape[:1], hr.shape[2], hr.device)).to(diff.dtype).expand_as(diff)
             return (diff * weight).sum() / weight.sum().clamp(min=1.0)
         return diff.mean()
-
-    def bytes_per_pixel(self, height: int, width: int) -> float:
-        return basic_unet_bytes_per_pixel(self.cfg.features)
-
-    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
-        if options is not None and options.batch_size is not None:
-            return int(options.batch_size)
-        return regression_planes(self.device, self.cfg.features, height, width)
 
     def _chunk_pixels(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
         return self.planes_per_call(height, width, options) * padded_size(height) * padded_size(width)

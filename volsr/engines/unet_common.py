@@ -17,7 +17,7 @@ from ..runtime import choose_batch_size, unet_bytes_per_pixel
 from .learned import TrainableConfig
 
 __all__ = ["UNetConfig", "UNET_PRESETS", "NET_MULTIPLE", "PIXELS_PER_CHUNK", "build_basic_unet", "forward_padded",
-           "padded_size", "unet_presets", "basic_unet_bytes_per_pixel", "regression_planes"]
+           "padded_size", "unet_presets", "basic_unet_bytes_per_pixel", "regression_planes", "BasicUNetMemory"]
 
 #: BasicUNet widths (6 numbers: 5 encoder levels + the last decoder level).
 UNET_PRESETS: dict[str, dict] = {
@@ -103,6 +103,19 @@ def regression_planes(device, features, height: int, width: int, default_pixels:
     hp, wp = padded_size(height), padded_size(width)
     return choose_batch_size(basic_unet_bytes_per_pixel(features) * hp * wp, device,
                              cap=max(1, int(default_pixels) // (hp * wp)))
+
+
+class BasicUNetMemory:
+    """Mixin for the engines whose network is one BasicUNet (``cfg.features``): its memory plan."""
+
+    def bytes_per_pixel(self, height: int, width: int) -> float:
+        return basic_unet_bytes_per_pixel(self.cfg.features)
+
+    def planes_per_call(self, height: int, width: int, options=None) -> int:
+        """Planes per network call: the user's ``batch_size``, else :func:`regression_planes`."""
+        if options is not None and options.batch_size is not None:
+            return int(options.batch_size)
+        return regression_planes(self.device, self.cfg.features, height, width)
 
 
 def unet_presets(paper_setting: dict) -> dict[str, dict]:
