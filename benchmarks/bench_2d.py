@@ -201,7 +201,7 @@ def run_kind(kind: str, labels: list[str], args) -> dict:
     import torch
 
     from volsr.degrade import IsotropicDegradation
-    from volsr.evaluation_2d import autoencoded, psnr_y, rps, rps_curves, score_2d
+    from volsr.evaluation_2d import autoencoded, psnr_y, rps, rps_curves, score_2d, spectrum_error_2d
 
     data = kind_data(kind, args)
     lr_images = IsotropicDegradation(scale=SCALE)(torch.from_numpy(data.test)).numpy()
@@ -221,6 +221,7 @@ def run_kind(kind: str, labels: list[str], args) -> dict:
             lat = _tiles(autoencoded(eng, data.test), t)
             latents[label] = rps(lat, crop_border=SCALE)[1]
             row["hr_latent_psnr"] = psnr_y(lat, hr, crop_border=SCALE)
+            row["hr_latent_spectrum_error"] = spectrum_error_2d(lat, hr, crop_border=SCALE)
         rows.append(row)
         print("  " + json.dumps(_json_safe(row)), file=sys.stderr, flush=True)
     # the LR curve is that of the bicubic-upsampled LR tiles: the bicubic engine's own curve when it ran
@@ -277,7 +278,9 @@ def _fmt(v, digits: int) -> str:
 
 def markdown(results: list[dict], command: str, args, env: dict, figure: str) -> str:
     lines = ["# 2D super-resolution at 4x: bicubic vs Brain-SR (issue 12)", "", "```", command, "```", "",
-             f"{env['machine']}; torch {env['torch']} with {env['threads']} threads; total {env['minutes']:.1f} min. "
+             f"{env['machine']}; torch {env['torch']} with {env['threads']} threads"
+             + (f" in each of {env['jobs']} parallel processes (one per kind)" if env.get("jobs", 1) > 1 else "")
+             + f"; total {env['minutes']:.1f} min. "
              f"Learned engines: {'a budget of ' + str(args.steps) + ' steps' if args.steps else f'{args.minutes:g} min'}"
              f" of training each, preset {args.preset or 'default (config defaults)'}. "
              "See the docstring of `benchmarks/bench_2d.py` for the data, engines and definitions.", "",
@@ -285,15 +288,15 @@ def markdown(results: list[dict], command: str, args, env: dict, figure: str) ->
              "test tiles. Spectrum error: RMS difference of the log10 radial power spectra (z-scored tiles, Hann "
              "window, orthonormal FFT) to HR, in decades (0 = the HR texture). *vs HR-latent*: the same against "
              "the HR tiles passed through the engine's own autoencoder, which Brain-SR can at best reproduce; "
-             "*AE PSNR*: that autoencoder's PSNR. *s / 512 tile*: seconds for `volsr.upscaling.upscale` to make one "
+             "*AE PSNR*, *AE spectrum error*: that autoencoder's PSNR and spectrum error against HR. *s / 512 tile*: seconds for `volsr.upscaling.upscale` to make one "
              "512x512 output from a 128x128 input (median after a warm-up).", ""]
     cols = [("psnr", 2), ("ssim", 4), ("spectrum_error", 3), ("spectrum_error_vs_latent", 3), ("hr_latent_psnr", 2),
-            ("train_minutes", 1), ("train_steps", 0), ("s_per_512_tile", 2)]
+            ("hr_latent_spectrum_error", 3), ("train_minutes", 1), ("train_steps", 0), ("s_per_512_tile", 2)]
     for res in results:
         lines += [f"## {res['kind']}", "", f"{res['split']}; scored on {res['n_test_tiles']} {res['tile']}x{res['tile']} HR tiles, "
                   f"{res['tile'] // SCALE}x{res['tile'] // SCALE} LR.", "",
-                  "| engine | PSNR dB | SSIM | spectrum error | vs HR-latent | AE PSNR | train min | steps "
-                  "| s / 512 tile |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| engine | PSNR dB | SSIM | spectrum error | vs HR-latent | AE PSNR | AE spectrum error | train min "
+                  "| steps | s / 512 tile |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in res["rows"]:
             lines.append(f"| {r['engine']} | " + " | ".join(_fmt(r.get(c), d) for c, d in cols) + " |")
         lines += ["", "| target | values | |", "|---|---|---|"]
@@ -331,6 +334,8 @@ def parse_args(argv):
     ap.add_argument("--size", type=int, default=256, help="plane side of the synthetic kinds (default 256)")
     ap.add_argument("--timing-repeats", type=int, default=3, help="timed upscales per engine after a warm-up")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="kinds run in parallel processes, the CPU threads split between them (default 1)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_2d.md"),
                     help="Markdown output; .json and .png go next to it")
@@ -343,11 +348,21 @@ def parse_args(argv):
         ap.error(f"--engines {args.engines!r}: choose from {', '.join(VARIANTS)}")
     if args.tile % SCALE or not 32 <= args.tile <= min(args.size, 256):
         ap.error(f"--tile must be a multiple of {SCALE} in [32, min(--size, 256)], got {args.tile}")
-    if not args.minutes > 0 or (args.steps is not None and args.steps < 1) or args.timing_repeats < 1:
-        ap.error("--minutes, --steps and --timing-repeats must be positive")
+    if not args.minutes > 0 or (args.steps is not None and args.steps < 1) or args.timing_repeats < 1 or args.jobs < 1:
+        ap.error("--minutes, --steps, --timing-repeats and --jobs must be positive")
     if not Path(args.out).parent.is_dir():
         ap.error(f"--out: folder {Path(args.out).parent} does not exist")
     return args, kinds, labels
+
+
+def _worker_threads(n: int) -> None:
+    """A worker's thread count; volsr's fit honours OMP_NUM_THREADS (:func:`volsr.runtime.configure_threads`)."""
+    import os
+
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
 
 
 def main(argv=None) -> int:
@@ -357,12 +372,23 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     command = "python benchmarks/bench_2d.py" + ("" if not argv else " " + shlex.join(argv))
-    results = [run_kind(kind, labels, args) for kind in kinds]
+    jobs = min(args.jobs, len(kinds))
+    if jobs > 1:  # one process per kind, each with its share of the threads
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        threads = max(1, torch.get_num_threads() // jobs)
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_threads,
+                                    initargs=(threads,)) as pool:
+            results = list(pool.map(run_kind, kinds, [labels] * len(kinds), [args] * len(kinds)))
+    else:
+        threads = torch.get_num_threads()
+        results = [run_kind(kind, labels, args) for kind in kinds]
     out_md = Path(args.out)
     figure = out_md.with_suffix(".png")
     plot(results, figure)
     env = {"machine": f"{platform.machine()} {platform.processor() or platform.system()}",
-           "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "torch": torch.__version__, "threads": threads, "jobs": jobs,
            "minutes": (time.perf_counter() - t0) / 60.0}
     text = markdown(results, command, args, env, figure.name)
     print(text)

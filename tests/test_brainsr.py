@@ -15,7 +15,7 @@ from volsr.sampling import OutputGrid
 from volsr.upscaling import upscale
 from volsr.volume import restore_volume
 
-FIT = dict(steps=1, batch_size=2)
+FIT = dict(steps=3, batch_size=2)  # one step per stage (autoencoder, denoiser, noise predictor)
 
 
 def _blobs(shape=(64, 64), seed=0):
@@ -183,3 +183,52 @@ def test_adversarial_term_after_its_delay_and_paper_preset_config():
     cfg = BrainSREngine.make_config(preset="paper")
     assert (cfg.lambda_adv, cfg.lambda_fft, cfg.lambda_perceptual, cfg.lambda_l2) == (0.08, 0.4, 0.7, 0.0)
     assert (cfg.fft_patch, cfg.fft_stride) == (4, 2)
+
+
+# -- staged fit ----------------------------------------------------------------------------------
+def _weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, module):
+    return any(not torch.equal(v, module.state_dict()[k]) for k, v in before.items())
+
+
+def test_staged_fit_trains_one_part_per_stage_and_settles_it_on_its_ema():
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    assert [(s.name, s.end) for s in eng.training_stages()] == [
+        ("autoencoder", 0.45), ("denoiser", 0.7), ("noise_predictor", 1.0)]
+    img = _blobs()
+    seen = []
+    for steps, trained in ((2, {"autoencoder", "noise_predictor"}), (3, {"autoencoder", "denoiser", "noise_predictor"})):
+        eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+        before = {k: _weights(eng.network[k]) for k in ("autoencoder", "denoiser", "noise_predictor")}
+        eng.fit(img, steps=steps, batch_size=2)
+        seen.append({k for k, w in before.items() if _changed(w, eng.network[k])})
+        assert seen[-1] == trained
+    # a part that stopped training holds its EMA weights (what inference uses)
+    for k, v in eng.ema["autoencoder"].state_dict().items():
+        torch.testing.assert_close(eng.network["autoencoder"].state_dict()[k], v)
+    latent_std = float(eng.network["autoencoder"].latent_std)
+    eng.fit(img, steps=3, batch_size=2)  # fine-tuning runs the stages again
+    assert eng.training_stage == "noise_predictor" and float(eng.network["autoencoder"].latent_std) != latent_std
+
+
+def test_stages_skip_frozen_parts_and_joint_fit_is_one_stage():
+    eng = BrainSREngine(preset="tiny", stages=(0.5, 0.75), freeze=("autoencoder",), latent_scale=1.0)
+    assert [(s.name, s.end) for s in eng.training_stages()] == [("denoiser", 0.5), ("noise_predictor", 1.0)]
+    joint = BrainSREngine(preset="tiny", stages=())
+    assert [s.name for s in joint.training_stages()] == ["joint"]
+    with pytest.raises(ConfigError, match="stages"):
+        BrainSREngine(preset="tiny", stages=(0.7, 0.5))
+
+
+def test_stage_plan_locates_fractions():
+    from volsr.engines.learned import TrainingStage
+    from volsr.train import StagePlan
+
+    plan = StagePlan([TrainingStage("a", ("a",), 0.25), TrainingStage("b", ("b",), 1.0)])
+    assert plan.locate(0.0) == (0, 0.0) and plan.locate(0.125) == (0, 0.5) and plan.locate(0.625) == (1, 0.5)
+    assert plan.locate(1.0) == (1, 1.0)
+    with pytest.raises(volsr.VolsrError, match="increasing"):
+        StagePlan([TrainingStage("a", ("a",), 0.5), TrainingStage("b", ("b",), 0.5)])

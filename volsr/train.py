@@ -175,6 +175,7 @@ class TrainState:
     losses: list = field(default_factory=list)
     history: list = field(default_factory=list)
     time_fraction: float = 0.0
+    stage: int = 0
 
     def __post_init__(self):
         self.np_rng = np.random.default_rng(self.seed)
@@ -184,6 +185,7 @@ class TrainState:
     def to_dict(self) -> dict:
         return {"step": self.step, "ema_n": self.ema_n, "losses": list(self.losses),
                 "history": [list(h) for h in self.history], "time_fraction": float(self.time_fraction),
+                "stage": int(self.stage),
                 "np_rng": json.dumps(self.np_rng.bit_generator.state), "torch_gen": self.gen.get_state(),
                 "seed": int(self.seed)}
 
@@ -192,6 +194,7 @@ class TrainState:
         self.losses = [float(v) for v in state["losses"]]
         self.history = [list(h) for h in state["history"]]
         self.time_fraction = float(state.get("time_fraction", 0.0))
+        self.stage = int(state.get("stage", 0))
         self.np_rng.bit_generator.state = json.loads(state["np_rng"])
         self.gen.set_state(state["torch_gen"].to("cpu"))
 
@@ -252,6 +255,11 @@ class Budget:
         self.frac = min(self.frac0 + (1.0 - self.frac0) * self._run_fraction(now), 1.0)
         return lr_at_fraction(self.frac, 1.0, self.warmup_frac)
 
+    def fraction(self, step: int) -> float:
+        """Where the next step sits in the budget, in [0, 1) (after :meth:`lr_factor`): its middle
+        with a step budget, so a staged fit of ``n`` steps gives each of ``n`` stages one step."""
+        return self.frac if self.time_mode else (step + 0.5) / max(self.total, 1)
+
     def after_step(self, step: int) -> None:
         if self.time_mode:
             done = self._run_fraction(time.perf_counter())
@@ -273,11 +281,19 @@ class Optimiser:
         self.opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
         self.grad_clip = grad_clip
         self.params = [q for g in groups for q in g["params"]]
+        self.active = {p.name for p in self.parts}
 
     def set_lr(self, factor: float) -> float:
-        for group, base in zip(self.opt.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        return self.base_lrs[0] * factor
+        for part, group, base in zip(self.parts, self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * factor if part.name in self.active else 0.0
+        return next((b * factor for p, b in zip(self.parts, self.base_lrs) if p.name in self.active), 0.0)
+
+    def enter_stage(self, stage) -> None:
+        """Train only ``stage.parts``; a part that stops training continues from its EMA weights."""
+        for part in self.parts:
+            if part.name in self.active and part.name not in stage.parts:
+                part.module.load_state_dict(part.ema.state_dict())
+        self.active = {p.name for p in self.parts if p.name in stage.parts}
 
     def step(self, loss: torch.Tensor, ema_n: int) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -286,7 +302,8 @@ class Optimiser:
             torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
         self.opt.step()
         for part, decay in zip(self.parts, self.decays):
-            _ema_update(part.ema, part.module, ema_decay_at(ema_n, decay))
+            if part.name in self.active:
+                _ema_update(part.ema, part.module, ema_decay_at(ema_n, decay))
 
 
 class Checkpointer:
@@ -356,12 +373,15 @@ def _run_loop(engine, planes, sampler, state: TrainState, budget: Budget, opt: O
               settings: TrainSettings, report_progress, cancel) -> None:
     uses_masks = engine.capabilities.training_data == "planes"
     log_every = int(settings.log_every)
+    stages = StagePlan(engine.training_stages())
     while True:
         if cancel is not None and cancel():
             raise Cancelled("training cancelled")
         factor = budget.lr_factor(state.step)
         if factor is None:
             return
+        if stages.staged:
+            factor = _enter_stage(engine, opt, state, stages, budget, settings)
         lr_now = opt.set_lr(factor)
         hr = planes.batch(state.np_rng, settings.batch_size).to(engine.device, non_blocking=True)
         known = None
@@ -377,6 +397,38 @@ def _run_loop(engine, planes, sampler, state: TrainState, budget: Budget, opt: O
         ckpt.maybe_save()
         if report_progress is not None:
             report_progress(state.step, budget.shown_total, loss=recent, lr=lr_now)
+
+
+class StagePlan:
+    """The engine's :class:`~volsr.engines.learned.TrainingStage` s over the budget fraction."""
+
+    def __init__(self, stages):
+        self.stages = tuple(stages)
+        ends = [float(s.end) for s in self.stages]
+        if not self.stages or any(b <= a for a, b in zip([0.0, *ends], ends)) or abs(ends[-1] - 1.0) > 1e-9:
+            raise VolsrError(f"training stages must end at increasing budget fractions up to 1, got {ends}")
+        self.starts = [0.0, *ends[:-1]]
+        self.staged = len(self.stages) > 1
+
+    def locate(self, frac: float) -> tuple[int, float]:
+        """(stage index, fraction of that stage done) at budget fraction ``frac``."""
+        i = next((k for k, s in enumerate(self.stages) if frac < s.end), len(self.stages) - 1)
+        start, end = self.starts[i], self.stages[i].end
+        return i, min(max((frac - start) / (end - start), 0.0), 1.0)
+
+
+def _enter_stage(engine, opt: Optimiser, state: TrainState, stages: StagePlan, budget: Budget,
+                 settings: TrainSettings) -> float:
+    """Switch to the stage the budget has reached; the lr factor within that stage."""
+    i, local = stages.locate(budget.fraction(state.step))
+    i = max(i, state.stage)  # never back (a resumed run keeps the stage it was in)
+    if i != state.stage or engine.training_stage != stages.stages[i].name:
+        if i != state.stage:
+            state.ema_n = 0  # the new stage's parts get their own EMA warm-up
+        state.stage = i
+        opt.enter_stage(stages.stages[i])
+        engine.training_stage = stages.stages[i].name
+    return lr_at_fraction(local, 1.0, float(settings.warmup_frac))
 
 
 def _report(state: TrainState, budget: Budget, planes, settings, base_lr, t_start, first_step, resumed_from) -> dict:

@@ -26,15 +26,17 @@ One-step sampling (Eq. 1): ``z_t = z_LR + sigma_t S(NP(z_LR))`` at the fixed tim
 receives ``sqrt(abar_t) z_t = sqrt(abar_t) z_LR + sqrt(1 - abar_t) eps`` (the same state in its
 own scaling), predicts ``z0_hat`` in one call, and the decoder returns the image.
 
-Training: all three parts train *jointly* in every step of the one fit budget, each on the
-current others with stop-gradients: the denoiser learns on detached HR latents of the current
-autoencoder; the NP's loss flows through the denoiser and decoder with their weights frozen
-(no gradient reaches them from the NP's loss). Why joint and not staged: the budget may be
-wall time (``--minutes``) or steps, fits can be resumed, and zero-shot fits are short, so
-fixed stage boundaries would be guesses; jointly, every part is usable at any point of the
-budget and the NP always adapts to the backbone it will be used with. The price is that the
-NP chases slowly moving latents early in the fit. Parts listed in ``freeze`` (e.g. pretrained
-ones, :meth:`BrainSREngine.from_pretrained_parts`) are not trained at all - the paper's setting.
+Training is *staged* within the one fit budget (``stages``, default ``(0.45, 0.7)``: the
+autoencoder trains in the first 45% of the budget - steps, or wall time with ``--minutes`` -,
+the denoiser on its frozen latents until 70%, the NP through both frozen parts in the rest;
+:class:`volsr.engines.learned.TrainingStage`, run by :func:`volsr.train.fit_engine`, which gives
+every stage its own warm-up and cosine decay and continues a finished part from its EMA
+weights). Why staged: trained jointly from scratch, every part chases the others' moving
+targets, and one joint step (the NP's losses back-propagated through the decoder) cost as much
+as several single-part steps; in a 12-minute CPU fit the joint autoencoder reached only
+17.7 dB (``benchmarks/results_2d.md``). ``stages=()`` trains all parts jointly in every step.
+Parts listed in ``freeze`` (pretrained ones, :meth:`BrainSREngine.from_pretrained_parts`) have
+no stage and are not trained at all - the paper's setting.
 
 NP losses (latent space, Eq. 2): ``lambda_l2`` x MSE (paper's final model: 0), ``lambda_fft``
 x :func:`volsr.losses.fft_patch_loss` (0.4, patch/stride ``fft_patch``/``fft_stride`` = 4/2,
@@ -70,7 +72,7 @@ from ..models.noise_map import NoisePredictor, draw_noise, one_step_state
 from ..models.padding import pad_to_multiple, run_padded
 from ..models.schedule import PREDICTION_TYPES, SCHEDULES, training_scheduler
 from .base import Capabilities, RestoreOptions
-from .learned import LearnedEngine, TrainableConfig, TrainablePart, frozen
+from .learned import LearnedEngine, TrainableConfig, TrainablePart, TrainingStage, frozen
 
 __all__ = ["BrainSREngine", "BrainSRConfig", "NoisePredictor", "BRAINSR_PRESETS"]
 
@@ -108,6 +110,8 @@ class BrainSRConfig(TrainableConfig):
     ae_norm_groups: int = 8
     ae_attention: bool = False
     kl_weight: float = 1e-6
+    ae_lambda_fft: float = 0.0
+    ae_fft_patch: int = 16
     latent_scale: float | None = None
     ae_lr: float | None = None
     # latent denoiser (MONAI DiffusionModelUNet) and its schedule
@@ -141,6 +145,8 @@ class BrainSRConfig(TrainableConfig):
     disc_channels: int = 32
     # parts not trained (pretrained ones)
     freeze: tuple[str, ...] = ()
+    # staged fit: budget fractions at which the autoencoder and the denoiser stages end; () = joint
+    stages: tuple[float, ...] = (0.45, 0.7)
 
     def validate(self) -> None:
         super().validate()
@@ -155,6 +161,8 @@ class BrainSRConfig(TrainableConfig):
                               f"{list(ch)}")
         _check_bool("ae_attention", self.ae_attention)
         check_number("kl_weight", self.kl_weight, 0, 1)
+        check_number("ae_lambda_fft", self.ae_lambda_fft, 0, 100)
+        check_int("ae_fft_patch", self.ae_fft_patch, 2, 256)
         if self.latent_scale is not None:
             check_number("latent_scale", self.latent_scale, 0, lo_open=True)
         dc = self.denoiser_channels
@@ -200,6 +208,11 @@ class BrainSRConfig(TrainableConfig):
         if bad:
             raise ConfigError(f"config 'freeze' = {list(self.freeze)!r} is invalid; accepted: a subset of "
                               "autoencoder, denoiser (the noise predictor is always trained)")
+        st = self.stages
+        if st and (len(st) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in st)
+                   or not 0 < st[0] < st[1] < 1):
+            raise ConfigError(f"config 'stages' = {list(st)!r} is invalid; accepted: [] (joint fit) or two budget "
+                              "fractions 0 < a < b < 1 where the autoencoder and the denoiser stages end")
         latent_crop = self.crop // AE_DOWNSAMPLING
         if latent_crop < self.fft_patch:
             raise ConfigError(f"crop {self.crop} gives {latent_crop}-pixel latents, smaller than fft_patch "
@@ -468,47 +481,95 @@ class BrainSREngine(LearnedEngine):
         pred = self._decoder_features(ae, z_hat)
         return sum((p - t).abs().mean() for p, t in zip(pred, target)) / len(pred)
 
+    def training_stages(self) -> tuple[TrainingStage, ...]:
+        """Autoencoder, then denoiser, then noise predictor (``stages``); one joint stage with ``stages=()``.
+
+        Parts in ``freeze`` (pretrained) have no stage; the others share the budget in the
+        configured proportions.
+        """
+        trained = [p.name for p in self.trainable_parts()]
+        if not self.cfg.stages:
+            return (TrainingStage("joint", tuple(trained), 1.0),)
+        ends = [*self.cfg.stages, 1.0]
+        spans = [(name, e - s) for name, s, e in zip(PARTS, [0.0, *ends[:-1]], ends) if name in trained]
+        total, done, out = sum(w for _, w in spans), 0.0, []
+        for name, w in spans:
+            done += w / total
+            parts = (name, "discriminator") if name == "noise_predictor" and "discriminator" in trained else (name,)
+            out.append(TrainingStage(name, parts, 1.0 if name == spans[-1][0] else done))
+        return tuple(out)
+
+    def _trains(self, part: str) -> bool:
+        return part not in self.cfg.freeze and self.training_stage in ("joint", part)
+
     def training_loss(self, hr: torch.Tensor, known: torch.Tensor | None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Autoencoder + denoiser + noise-predictor losses of one joint step (see the module docstring)."""
+        """The losses of the parts training in this stage (:meth:`training_stages`; see the module docstring)."""
         c = self.cfg
         self.check_channels(hr.shape[1])
         net = self.network
-        ae, den, npred = net["autoencoder"], net["denoiser"], net["noise_predictor"]
+        ae, den = net["autoencoder"], net["denoiser"]
         lr_img, hr = self._pairs(hr, known)
-        dev, b = hr.device, hr.shape[0]
         total = hr.new_zeros(())
         # 1. autoencoder: L1 reconstruction + KL
-        if "autoencoder" not in c.freeze:
+        if self._trains("autoencoder"):
             mu, sigma = ae.encode(hr)
-            z = mu + sigma * torch.randn(mu.shape, generator=generator, device=dev, dtype=mu.dtype)
+            z = mu + sigma * torch.randn(mu.shape, generator=generator, device=hr.device, dtype=mu.dtype)
             kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 2 * sigma.clamp(min=1e-12).log() - 1).flatten(1).sum(1).mean()
-            total = total + (ae.decode(z) - hr).abs().mean() + c.kl_weight * kl
+            rec = ae.decode(z)
+            total = total + (rec - hr).abs().mean() + c.kl_weight * kl
+            if c.ae_lambda_fft > 0:  # keeps the high frequencies an L1 autoencoder blurs away
+                total = total + c.ae_lambda_fft * fft_patch_loss(rec, hr, c.ae_fft_patch, c.ae_fft_patch // 2, "mean")
             mu_hr = mu.detach()
-        else:
+        elif self._trains("denoiser") or self._trains("noise_predictor"):
             with torch.no_grad():
                 mu_hr = ae.encode(hr)[0]
+        else:
+            return total
+        if c.latent_scale is None and self._measures_latent_std():
+            self._update_latent_std(ae, mu_hr)
         with torch.no_grad():
-            if c.latent_scale is None and ae.training:  # running std of the HR latents
-                n = int(ae.latent_updates)
-                d = min(0.99, (1.0 + n) / (10.0 + n))
-                ae.latent_std.mul_(d).add_((1 - d) * mu_hr.std().clamp(min=1e-4))
-                ae.latent_updates.add_(1)
             z_hr = mu_hr / self._latent_std(ae)
+        if self._trains("denoiser"):
+            total = total + self._denoiser_loss(den, z_hr, generator)
+        if self._trains("noise_predictor"):
+            total = total + self._noise_predictor_loss(net, z_hr, lr_img, hr, generator)
+        return total
+
+    def _measures_latent_std(self) -> bool:
+        """The latent scale is measured while the autoencoder trains, or (a pretrained, frozen one
+        without ``latent_scale``) in the first stage, before anything learns its latents."""
+        if "autoencoder" not in self.cfg.freeze:
+            return self._trains("autoencoder")
+        return self.training_stage in ("joint", self.training_stages()[0].name)
+
+    @torch.no_grad()
+    def _update_latent_std(self, ae: torch.nn.Module, mu_hr: torch.Tensor) -> None:
+        """Running std of the HR latents (the latent scaling) while the autoencoder trains."""
+        n = int(ae.latent_updates)
+        d = min(0.99, (1.0 + n) / (10.0 + n))
+        ae.latent_std.mul_(d).add_((1 - d) * mu_hr.std().clamp(min=1e-4))
+        ae.latent_updates.add_(1)
+
+    def _denoiser_loss(self, den: torch.nn.Module, z_hr: torch.Tensor, generator) -> torch.Tensor:
+        """MSE of the denoiser on noised HR latents; a ``t_star_fraction`` of the batch at ``t_star``."""
+        c, dev, b = self.cfg, z_hr.device, z_hr.shape[0]
+        t = torch.randint(0, c.num_train_timesteps, (b,), generator=generator, device=dev)
+        at_star = torch.rand((b,), generator=generator, device=dev) < c.t_star_fraction
+        t = torch.where(at_star, torch.full_like(t, c.t_star), t)
+        noise = torch.randn(z_hr.shape, generator=generator, device=dev, dtype=z_hr.dtype)
+        a = self._abar(dev)[t].reshape(-1, 1, 1, 1)
+        z_t = a.sqrt() * z_hr + (1 - a).sqrt() * noise
+        target = {"sample": z_hr, "epsilon": noise,
+                  "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * z_hr}[c.prediction_type]
+        return F.mse_loss(den(z_t, timesteps=t), target)
+
+    def _noise_predictor_loss(self, net, z_hr, lr_img, hr, generator) -> torch.Tensor:
+        """Eq. 2 through the frozen denoiser and decoder (+ the discriminator's own loss when on)."""
+        c = self.cfg
+        ae, den, npred = net["autoencoder"], net["denoiser"], net["noise_predictor"]
+        with torch.no_grad():
             z_lr = self.encode(ae, lr_img)
-        abar_all = self._abar(dev)
-        # 2. denoiser on detached HR latents
-        if "denoiser" not in c.freeze:
-            t = torch.randint(0, c.num_train_timesteps, (b,), generator=generator, device=dev)
-            at_star = torch.rand((b,), generator=generator, device=dev) < c.t_star_fraction
-            t = torch.where(at_star, torch.full_like(t, c.t_star), t)
-            noise = torch.randn(z_hr.shape, generator=generator, device=dev, dtype=z_hr.dtype)
-            a = abar_all[t].reshape(-1, 1, 1, 1)
-            z_t = a.sqrt() * z_hr + (1 - a).sqrt() * noise
-            target = {"sample": z_hr, "epsilon": noise,
-                      "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * z_hr}[c.prediction_type]
-            total = total + F.mse_loss(den(z_t, timesteps=t), target)
-        # 3. noise predictor through the frozen denoiser and decoder
         with frozen(ae, den, *([net["discriminator"]] if "discriminator" in net else [])):
             z_hat = self.one_step(z_lr, net, generator)
             np_loss = z_hat.new_zeros(())
@@ -526,15 +587,13 @@ class BrainSREngine(LearnedEngine):
                 adv = PatchAdversarialLoss(criterion="least_squares")
                 np_loss = np_loss + c.lambda_adv * adv(net["discriminator"](z_hat)[-1], target_is_real=True,
                                                        for_discriminator=False)
-        total = total + np_loss
         if adv_on:  # the discriminator learns HR latents (real) vs detached NP outputs (fake)
             disc = net["discriminator"]
-            d_loss = 0.5 * (adv(disc(z_hat.detach())[-1], target_is_real=False, for_discriminator=True)
-                            + adv(disc(z_hr)[-1], target_is_real=True, for_discriminator=True))
-            total = total + d_loss
+            np_loss = np_loss + 0.5 * (adv(disc(z_hat.detach())[-1], target_is_real=False, for_discriminator=True)
+                                       + adv(disc(z_hr)[-1], target_is_real=True, for_discriminator=True))
         if npred.training:
             npred.steps.add_(1)
-        return total
+        return np_loss
 
     # -- inference --------------------------------------------------------------------------------
     def _run(self, lr_up: torch.Tensor, options: RestoreOptions, generator) -> torch.Tensor:
