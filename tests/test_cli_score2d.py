@@ -106,3 +106,74 @@ def test_bad_input_gets_one_line_and_writes_nothing(images, tmp_path, capsys, ca
     rc, _, err = _run(capsys, sr, "--reference", paths["hr"], "--json", out_json, *extra)
     assert rc == 2 and match in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no json, no temporary file
+
+
+@pytest.fixture(scope="module")
+def brainsr_model(tmp_path_factory):
+    """A tiny RGB brainsr model (3 steps): its autoencoder is what --model needs, its quality is not."""
+    import volsr
+    from volsr.degrade import IsotropicDegradation
+
+    rng = np.random.default_rng(1)
+    rgb = np.clip(0.5 + 0.8 * gaussian_filter(rng.normal(size=(3, 1, 64, 64)), (0, 0, 1, 1)), 0, 1)
+    eng = volsr.create_engine("brainsr", preset="tiny", degradation=IsotropicDegradation(scale=2))
+    eng.fit(rgb.astype(np.float32), steps=3, batch_size=2)
+    assert eng.cfg.channels == 3
+    return eng.save(tmp_path_factory.mktemp("model") / "tiny_brainsr.volsr")
+
+
+def test_model_adds_the_hr_latent_curve_and_scores(images, brainsr_model, tmp_path, capsys):
+    from volsr import load_engine
+    from volsr.evaluation_2d import autoencoded
+
+    paths, rgb, _ = images
+    out_json = tmp_path / "s.json"
+    rc, out, _ = _run(capsys, paths["sr"], "--reference", paths["hr"], "--lr", paths["lr"], "--crop-border", "4",
+                      "--model", brainsr_model, "--device", "cpu", "--json", out_json)
+    assert rc == 0 and "vs HR-latent" in out
+    d = json.loads(out_json.read_text())
+    assert d["model"] == {"path": str(brainsr_model), "engine": "brainsr"}
+    assert set(d["scores"]) == {"SR", "bicubic (LR)", "HR-latent"}
+    curves = d["rps"]["log10_power"]
+    assert set(curves) == {"HR", "LR", "SR", "HR-latent"}
+    assert all(len(c) == len(d["rps"]["frequency"]) and np.all(np.isfinite(c)) for c in curves.values())
+    # the HR-latent row is the autoencoder against HR, as the Python API computes it (deterministic)
+    hr = np.moveaxis(rgb, -1, 0)[None] / 255
+    want = score_2d(autoencoded(load_engine(brainsr_model), hr), hr, crop_border=4)
+    got = d["scores"]["HR-latent"]
+    assert got["psnr"] == pytest.approx(want["psnr"], rel=1e-6) and np.isfinite(got["psnr"])
+    assert got["spectrum_error"] == pytest.approx(want["spectrum_error"], rel=1e-6) and got["spectrum_error"] > 0
+    # SR's error against HR-latent is the RMS gap of the two curves written to the file
+    vs = np.sqrt(np.mean((np.array(curves["SR"]) - np.array(curves["HR-latent"])) ** 2))
+    assert d["scores"]["SR"]["spectrum_error_vs_latent"] == pytest.approx(vs) and vs > 0
+    assert "spectrum_error_vs_latent" not in d["scores"]["bicubic (LR)"]
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip().startswith(("SR", "HR-"))}
+    assert rows["HR-latent"] == [f"{got['psnr']:.2f}", f"{got['ssim']:.4f}", f"{got['spectrum_error']:.4f}"]
+    assert rows["SR"][-1] == f"{vs:.4f}"
+
+
+@pytest.mark.parametrize("case, match", [
+    ("msunet", "is a 'msunet' model, which has no latent autoencoder; --model needs an engine with one, "
+               "such as brainsr"),
+    ("bundled", "is a 'msdsr' model, which has no latent autoencoder"),
+    ("channels", "was trained for 3 channel(s) but the reference"),
+])
+def test_model_without_autoencoder_or_channels_one_line_and_no_json(images, brainsr_model, tmp_path_factory,
+                                                                    tmp_path, capsys, case, match):
+    import volsr
+
+    paths, rgb, _ = images
+    sr, hr, model = paths["sr"], paths["hr"], brainsr_model
+    if case == "msunet":
+        model = volsr.create_engine("msunet", preset="tiny").save(tmp_path_factory.mktemp("m") / "msunet.volsr")
+    elif case == "bundled":
+        model = "sample_model"
+    else:
+        sr, hr = tmp_path / "grey_sr.tif", tmp_path / "grey_hr.tif"
+        tifffile.imwrite(sr, rgb[..., 0])
+        tifffile.imwrite(hr, rgb[..., 0])
+    out_json = tmp_path / "out.json"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, out, err = _run(capsys, sr, "--reference", hr, "--model", model, "--json", out_json)
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1 and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no json, no temporary file

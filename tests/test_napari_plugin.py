@@ -189,6 +189,39 @@ def test_cancel_stops_fit_on_this_stack(make_napari_viewer, qtbot):
     assert list(viewer.layers) == [src] and w.status.value == "cancelled"
 
 
+class _RunningJob:
+    running = True
+    asked = False
+
+    def cancel(self):
+        self.asked = True
+
+
+@pytest.mark.parametrize("cls, start_name, start_text", [
+    (RestoreWidget, "run_button", "Restore"), (UpscaleWidget, "run_button", "Upscale"),
+    (TrainWidget, "train_button", "Train"), (ScoreWidget, "score_button", "Score")])
+def test_every_widget_has_the_same_job_controls(make_napari_viewer, qtbot, cls, start_name, start_text):
+    viewer = make_napari_viewer()
+    w = cls(viewer)
+    start = getattr(w, start_name)
+    assert start is w.start_button and start.text == start_text and start.enabled
+    assert w.cancel_button.text == "Cancel" and not w.cancel_button.enabled
+    assert (w.progress.label, w.progress.value, w.progress.min, w.progress.max) == ("progress", 0, 0, 1)
+    assert w.status.value == ""
+    order = list(w)
+    assert order.index(start) + 1 == order.index(w.cancel_button) < order.index(w.progress) < order.index(w.status)
+    # the start button runs the widget (an empty viewer: a notification, no job) ...
+    before = len(notification_manager.records)
+    start.native.click()
+    assert w.job is None and len(errors_after(before)) == 1
+    # ... Cancel asks a running job to stop, and the relay feeds the widget's own progress display
+    w.job, w.cancel_button.enabled = _RunningJob(), True
+    w.cancel_button.native.click()
+    assert w.job.asked and w.status.value == "cancelling…" and not w.cancel_button.enabled
+    w._relay("fit", 3, 7)
+    qtbot.waitUntil(lambda: w.progress.value == 3 and w.progress.max == 7, timeout=WAIT_MS)
+
+
 # -- errors are notifications, not tracebacks ------------------------------------------------------
 def test_bad_inputs_are_reported_as_notifications(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()

@@ -19,8 +19,6 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
-    ProgressBar,
-    PushButton,
     SpinBox,
 )
 
@@ -34,7 +32,6 @@ from ._widgets import (
     Job,
     JobWidget,
     Outcome,
-    ProgressRelay,
     check_image_layer,
     chosen_model,
     fit_budget,
@@ -174,8 +171,6 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
         self.job: Job | None = None
         self._source = None
         self._plan: dict = {}
-        self._relay = ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
 
         self.layer = ComboBox(label="image layer", choices=self._layer_choices, nullable=True)
         self.z_factor = FloatSpinBox(label="z factor", value=1.0, min=0.0, max=1000.0, step=0.05,
@@ -205,11 +200,7 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
                                  tooltip="3D Gaussian post-blur (0 = off; the paper's ablation used 0.5)")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.float_output = CheckBox(text="float32 output", value=False)
-        self.run_button = PushButton(text="Restore")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.start_button = self.run_button
-        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.run_button = self._job_controls("Restore")
         super().__init__(widgets=[
             self.layer, self.z_factor, self.shape_info, self.engine, self.model_file, self.fit_steps,
             self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.realism, self.n_samples,
@@ -220,8 +211,6 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
         self.layer.changed.connect(self._on_layer_changed)
         self.z_factor.changed.connect(self._update_shape_info)
         self.engine.changed.connect(self._update_visibility)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self._follow_model_catalog()
         follow_layers(napari_viewer, self._refresh_layers)
         self._refresh_layers()

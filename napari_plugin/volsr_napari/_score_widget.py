@@ -17,9 +17,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
-    ProgressBar,
-    PushButton,
     SpinBox,
     Table,
 )
@@ -31,7 +28,6 @@ from ._widgets import (
     Job,
     JobWidget,
     Outcome,
-    ProgressRelay,
     check_image_layer,
     guard_triton_llvm_clash,
     image_layers,
@@ -137,8 +133,6 @@ class ScoreWidget(JobWidget, Container):
         self.viewer = napari_viewer
         self.job: Job | None = None
         self.last_scores: dict | None = None
-        self._relay = ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
         self._canvas = None
 
         self.volume = ComboBox(label="volume layer", choices=self._volume_choices, nullable=True,
@@ -159,11 +153,7 @@ class ScoreWidget(JobWidget, Container):
         self.spectra = CheckBox(text="isotropy gap (radial spectra)", value=True)
         self.plot = CheckBox(text="plot spectra", value=True)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
-        self.score_button = PushButton(text="Score")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.start_button = self.score_button
-        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.score_button = self._job_controls("Score")
         self.table = Table(value={"data": [], "index": [], "columns": ["value"]})
         self.table.min_height = 230  # all seven rows without scrolling
         super().__init__(widgets=[
@@ -173,8 +163,6 @@ class ScoreWidget(JobWidget, Container):
         ])
         self.reference_mode.changed.connect(self._update_visibility)
         self.features.changed.connect(self._update_visibility)
-        self.score_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         if napari_viewer is not None:
             events = napari_viewer.layers.events
             for ev in (events.inserted, events.removed, events.reordered):

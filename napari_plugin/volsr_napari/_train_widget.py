@@ -16,8 +16,6 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
-    ProgressBar,
-    PushButton,
     Select,
     SpinBox,
 )
@@ -30,7 +28,6 @@ from ._widgets import (
     Job,
     JobWidget,
     Outcome,
-    ProgressRelay,
     check_image_layer,
     guard_triton_llvm_clash,
     image_layers,
@@ -102,8 +99,6 @@ class TrainWidget(JobWidget, Container):
         self.viewer = napari_viewer
         self.job: Job | None = None
         self.last_result: dict | None = None
-        self._relay = ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
         engines = learned_engines()
         default_engine = "msdsr" if "msdsr" in engines else (engines[0] if engines else None)
 
@@ -121,18 +116,12 @@ class TrainWidget(JobWidget, Container):
                                  value=DEFAULT_MODEL_DIR / "model.volsr")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.train_button = PushButton(text="Train")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.start_button = self.train_button
-        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.train_button = self._job_controls("Train")
         self.loss = Label(label="loss", value="–")
-        self.status = Label(value="")
         super().__init__(widgets=[
             self.layers, self.engine, self.preset, self.crop, self.steps, self.minutes, self.out_path,
             self.device, self.seed, self.train_button, self.cancel_button, self.progress, self.loss, self.status,
         ])
-        self.train_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         if napari_viewer is not None:
             events = napari_viewer.layers.events
             for ev in (events.inserted, events.removed, events.reordered):

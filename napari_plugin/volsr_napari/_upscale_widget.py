@@ -22,8 +22,6 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
-    ProgressBar,
-    PushButton,
     SpinBox,
 )
 
@@ -36,7 +34,6 @@ from ._widgets import (
     Job,
     JobWidget,
     Outcome,
-    ProgressRelay,
     check_image_layer,
     chosen_model,
     fit_budget,
@@ -131,8 +128,6 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
         self.job: Job | None = None
         self._source = None
         self._zero_shot = False
-        self._relay = ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
 
         self.layer = ComboBox(label="image layer", choices=self._layer_choices, nullable=True)
         self.engine = ComboBox(label="engine / model", choices=lambda _w=None: upscale_engine_choices())
@@ -150,11 +145,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
                                     "tiles so memory stays bounded")
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
-        self.run_button = PushButton(text="Upscale")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.start_button = self.run_button
-        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.run_button = self._job_controls("Upscale")
         super().__init__(widgets=[
             self.layer, self.engine, self.model_file, self.model_info, self.scale, self.shape_info,
             self.fit_steps, self.fit_minutes, self.tile, self.seed, self.device, self.run_button,
@@ -164,8 +155,6 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
         self.scale.changed.connect(self._update_shape_info)
         self.engine.changed.connect(self._on_engine_changed)
         self.model_file.changed.connect(self._on_engine_changed)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self._follow_model_catalog()
         follow_layers(napari_viewer, self._refresh_layers)
         self._refresh_layers()

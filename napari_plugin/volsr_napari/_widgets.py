@@ -417,11 +417,31 @@ class Job:
 class JobWidget:
     """Mixin for the dock widgets: one background :class:`Job` at a time, a start and a Cancel button.
 
-    The widget sets ``self.start_button``, ``self.cancel_button``, ``self.status`` and
-    ``self._relay`` (a :class:`ProgressRelay`) and defines ``_on_done(outcome)``.
+    The widget builds its job controls with :meth:`_job_controls` and defines ``run()``,
+    ``_on_progress(stage, done, total, info)`` and ``_on_done(outcome)``.
     """
 
     job: Job | None = None
+
+    def _job_controls(self, start_text: str):
+        """Build the controls every job widget shares, so they look and behave alike; returns the start button.
+
+        Sets ``self._relay`` (a :class:`ProgressRelay` feeding ``self._on_progress``),
+        ``self.start_button`` (labelled ``start_text``, runs ``self.run``), ``self.cancel_button``
+        (runs :meth:`cancel`), ``self.progress`` and ``self.status``. The widget places them in
+        its own layout.
+        """
+        from magicgui.widgets import Label, ProgressBar, PushButton
+
+        self._relay = ProgressRelay()
+        self._relay.progressed.connect(self._on_progress)
+        self.start_button = PushButton(text=start_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(value="")
+        self.start_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        return self.start_button
 
     def _start_job(self, func: Callable, kwargs: dict) -> Job:
         self.job = Job(func, {**kwargs, "progress": self._relay}, self._on_done)
