@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from volsr.config import ConfigError
-from volsr.engines import create_engine, get_engine_class, list_engines, register_engine
+from volsr.engines import create_engine, get_engine_class, list_engines, load_engine, register_engine
 from volsr.engines.base import Capabilities, Engine, RestoreOptions
 from volsr.errors import VolsrError
 from volsr.inplane import upscale_volume
@@ -101,3 +101,19 @@ def test_restore_volume_writes_into_out_and_slab_order_does_not_matter():
     np.testing.assert_array_equal(again, out)
     other = restore_volume(vol, grid, eng, batch_size=2, seed=8).data
     assert not np.array_equal(other, out)
+
+
+def test_msdsr_sampling_defaults_and_old_model_files_keep_theirs(tmp_path):
+    from volsr.models.schedule import sampling_timesteps
+
+    eng = create_engine("msdsr", preset="tiny")
+    assert (eng.cfg.sampling_steps, eng.cfg.timestep_spacing, eng.cfg.realism) == (4, "quadratic", 0.53)
+    assert eng.make_sampler().model_timesteps.tolist() == sampling_timesteps(1000, 4, "quadratic").tolist()
+    assert create_engine("msdsr", preset="tiny", prediction_type="epsilon").cfg.timestep_spacing == "auto"
+    assert create_engine("msdsr", preset="tiny", condition="linear").cfg.timestep_spacing == "auto"
+    # a volsr 0.2 model file stores 'auto' (trailing for x0): loading it keeps its sampling
+    eng.cfg = eng.cfg.replace(timestep_spacing="auto", sampling_steps=10, realism=0.5)
+    eng.trained = True
+    back = load_engine(eng.save(tmp_path / "old.volsr"))
+    assert (back.cfg.timestep_spacing, back.cfg.sampling_steps, back.cfg.realism) == ("auto", 10, 0.5)
+    assert back.make_sampler().model_timesteps.tolist() == sampling_timesteps(1000, 10, "trailing").tolist()

@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realism", type=float, metavar="R",
                    help="two-stage diffusion models: 0 = the regression estimate (best PSNR/SSIM, for measurement "
                         "and segmentation) .. 1 = a full diffusion sample (realistic texture, for looking); "
-                        "default: the model's (new MSDSR models: 0.6)")
+                        "default: the model's (new MSDSR models: 0.53)")
     p.add_argument("--psf-sigma-z", metavar="SIGMA",
                    help="axial PSF for the self-supervised fit: extra z blur beyond the lateral, as a Gaussian "
                         "sigma in output pixels (e.g. 2) or a length (e.g. 0.8um); default none")

@@ -32,9 +32,9 @@ the denoiser on its frozen latents until 70%, the NP through both frozen parts i
 :class:`volsr.engines.learned.TrainingStage`, run by :func:`volsr.train.fit_engine`, which gives
 every stage its own warm-up and cosine decay and continues a finished part from its EMA
 weights). Why staged: trained jointly from scratch, every part chases the others' moving
-targets, and one joint step (the NP's losses back-propagated through the decoder) cost as much
-as several single-part steps; in a 12-minute CPU fit the joint autoencoder reached only
-17.7 dB (``benchmarks/results_2d.md``). ``stages=()`` trains all parts jointly in every step.
+targets (the NP learns through a denoiser and decoder that are still changing); in a 12-minute
+CPU fit on a busy machine the joint autoencoder reached only 17.7 dB (``benchmarks/results_2d.md``
+of the first run). ``stages=()`` trains all parts jointly in every step.
 Parts listed in ``freeze`` (pretrained ones, :meth:`BrainSREngine.from_pretrained_parts`) have
 no stage and are not trained at all - the paper's setting.
 

@@ -102,9 +102,8 @@ class TrainingStage:
 
     Why stages: a latent model's autoencoder must be good before a denoiser can learn its
     latents, and the denoiser before a noise map can be trained through it; trained jointly
-    from scratch each chases the others' moving targets (Brain-SR: 17.7 dB autoencoder after a
-    12-minute joint fit). ``end`` is the fraction of the budget (steps, or wall time with
-    ``minutes`` alone) at which the stage ends; the last stage ends at 1. The fit
+    from scratch each chases the others' moving targets. ``end`` is the fraction of the budget
+    (steps, or wall time with ``minutes`` alone) at which the stage ends; the last stage ends at 1. The fit
     (:func:`volsr.train.fit_engine`) gives each stage its own learning-rate warm-up and decay and
     EMA warm-up, and when a part stops training it continues from its EMA weights, frozen.
     """

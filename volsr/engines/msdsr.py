@@ -44,9 +44,9 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     :meth:`MSDSREngine.restore`): the result is ``estimate + realism * (sample - estimate)``
     on the restored rows. 0 = the regression estimate (the conditional mean: best PSNR/SSIM,
     for measurement and segmentation), 1 = a full diffusion sample (texture at the right
-    scales, for looking; each sample is one plausible volume). Default 0.6 with the default 4
-    sampling steps (0.5 with 10 steps in volsr 0.2: the same PSNR and texture, see
-    ``sampling_steps``): on the six kinds of ``benchmarks/results_quality.md`` (48x160x160, 4x,
+    scales, for looking; each sample is one plausible volume). Default 0.53 with the default 4
+    quadratic sampling steps (0.5 with 10 trailing steps in volsr 0.2: the same PSNR and
+    texture, see ``sampling_steps``): on the six kinds of ``benchmarks/results_quality.md`` (48x160x160, 4x,
     4-min fits) it never falls below linear interpolation on PSNR or SSIM (realism 1 does on
     texture, fluo and mri - the failure seen on real fluorescence data), at the cost of a
     spectrum error above cubic's on cells, fibers, mri and em (realism 1 is below cubic's on
@@ -67,14 +67,18 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``'cosine'``, 1000 (paper).
 ``sampler``, ``sampling_steps``, ``eta``
     ``'ddim'`` (default), ``'ddpm'`` or ``'one-step'`` (below); steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
-    Default 4 steps, eta 1, with ``realism`` 0.6 (volsr 0.2 had 10 steps at realism 0.5). The
-    quality-vs-steps curve on six kinds (``benchmarks/results_speed.md``, saved 4-min fits):
-    fewer steps keep PSNR/SSIM but lose texture (spectrum error +0.024 at 5 steps, +0.057 at 3
-    and +0.114 at 1 on ``texture``); a little more realism gives it back: 4 steps at 0.6 are
-    within +0.006 of the 10-step spectrum error and -0.12..+0.04 dB of its PSNR on every kind,
-    at 2.4x fewer network calls. Deterministic DDIM (eta 0) was no better at 2-4 steps, and a
-    learned one-step sampler (``sampler='one-step'``, :mod:`volsr.engines.msdsr_onestep`) did
-    not reach the 10-step texture without losing 0.2-0.6 dB.
+    Default 4 steps, eta 1, quadratic spacing, with ``realism`` 0.53 (volsr 0.2 had 10 trailing
+    steps at realism 0.5). The quality-vs-steps curve on six kinds (``benchmarks/results_steps.md``,
+    saved 4-min fits): fewer steps keep PSNR/SSIM but lose texture (spectrum error +0.024 at 5
+    steps, +0.057 at 3 and +0.114 at 1 on ``texture``, trailing spacing); more realism or more
+    steps at low noise (quadratic spacing) give it back. 4 quadratic steps at 0.53 are within
+    -0.07..+0.05 dB of the 10-step PSNR and -0.013..+0.007 of its spectrum error on every kind, at
+    2.4x fewer network calls (4 trailing steps at 0.6, the previous default: -0.12 dB on
+    ``mri``). Three steps did not hold both: at realism 0.5 ``texture`` lost +0.02-0.04 spectrum
+    error, at 0.55-0.6 ``fluo``/``mri``/``em`` lost 0.1-0.2 dB (trailing, quadratic, or started at
+    t = 600 from the noised stage-1 estimate). Deterministic DDIM (eta 0) was no better at 2-4
+    steps, and a learned one-step sampler (``sampler='one-step'``,
+    :mod:`volsr.engines.msdsr_onestep`) did not reach the 10-step texture without losing 0.2-0.6 dB.
 ``noise_match``
     After sampling, add white Gaussian noise to the generated rows so that their noise level
     (robust estimate from the second difference along x, :func:`volsr.sampler.match_noise`)
@@ -96,8 +100,10 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     model by :meth:`MSDSREngine.distil` (``volsr distil``); one denoiser call at
     ``one_step_t`` instead of ``sampling_steps``. See :mod:`volsr.engines.msdsr_onestep`.
 ``timestep_spacing``
-    ``'auto'`` (default: ``leading`` for epsilon, ``trailing`` otherwise), ``'trailing'``,
-    ``'leading'`` or ``'quadratic'`` (:func:`volsr.models.schedule.sampling_timesteps`).
+    ``'quadratic'`` for new two-stage x0 models (above), else ``'auto'`` (``leading`` for
+    epsilon, ``trailing`` otherwise; the value stored in volsr 0.2 model files, which keep their
+    sampling); ``'trailing'``, ``'leading'`` or ``'quadratic'``
+    (:func:`volsr.models.schedule.sampling_timesteps`).
     Ending the chain at t = 10 (quadratic) instead of t = 99 (trailing, 10 steps) did not
     bring back the fine texture on the model above (spectrum error 0.334 vs 0.314): the
     x0 model denoises at every noise level.
@@ -199,7 +205,7 @@ class MSDSRConfig(TrainableConfig):
     eta: float = 1.0
     timestep_spacing: str = "auto"
     noise_match: float = 1.0
-    realism: float = 0.6
+    realism: float = 0.53
     regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
     inference_mode: str = "full"
     tile_overlap: float = 0.25
@@ -306,6 +312,8 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
                 merged.setdefault(k, PAPER_SETTING[k])
         if merged.get("prediction_type", "sample") != "sample" or merged.get("condition") == "none":
             merged.setdefault("residual", False)  # the residual form needs x0 prediction and a condition
+        if merged.get("prediction_type", "sample") == "sample" and merged.get("condition", "regression") == "regression":
+            merged.setdefault("timestep_spacing", "quadratic")  # two-stage x0 models: measured on six kinds (docstring)
         return merged
 
     # -- networks -------------------------------------------------------------------------------
