@@ -232,3 +232,29 @@ def test_stage_plan_locates_fractions():
     assert plan.locate(1.0) == (1, 1.0)
     with pytest.raises(volsr.VolsrError, match="increasing"):
         StagePlan([TrainingStage("a", ("a",), 0.5), TrainingStage("b", ("b",), 0.5)])
+
+
+def test_staged_fit_resumes_to_the_uninterrupted_weights(tmp_path):
+    from volsr.errors import Cancelled
+
+    img, fit = _blobs(), dict(steps=6, batch_size=2, seed=1)
+    a = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    torch.manual_seed(0)
+    a.rebuild(a.cfg)
+    a.fit(img, **fit)
+
+    def stop_in_the_denoiser_stage(stage, done, total, **info):
+        if done == 4:
+            raise Cancelled("stop")
+
+    ckpt = tmp_path / "b.ckpt"
+    b = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    torch.manual_seed(0)
+    b.rebuild(b.cfg)
+    with pytest.raises(Cancelled):
+        b.fit(img, checkpoint_path=ckpt, progress=stop_in_the_denoiser_stage, **fit)
+    c = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    rep = c.fit(img, checkpoint_path=ckpt, resume=True, **fit)
+    assert rep["resumed_from"] == 4 and c.training_stage == "noise_predictor"
+    for k, v in a.ema.state_dict().items():
+        torch.testing.assert_close(c.ema.state_dict()[k], v, atol=1e-6, rtol=0)
