@@ -117,3 +117,6 @@ def test_msdsr_sampling_defaults_and_old_model_files_keep_theirs(tmp_path):
     back = load_engine(eng.save(tmp_path / "old.volsr"))
     assert (back.cfg.timestep_spacing, back.cfg.sampling_steps, back.cfg.realism) == ("auto", 10, 0.5)
     assert back.make_sampler().model_timesteps.tolist() == sampling_timesteps(1000, 10, "trailing").tolist()
+    older = back.Config().to_dict()
+    del older["timestep_spacing"]  # a file from before the key existed
+    assert back.make_config(back.upgrade_config(older)).timestep_spacing == "auto"

@@ -316,6 +316,11 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
             merged.setdefault("timestep_spacing", "quadratic")  # two-stage x0 models: measured on six kinds (docstring)
         return merged
 
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """A model file without ``timestep_spacing`` keeps the sampling it was saved with ('auto')."""
+        return {"timestep_spacing": "auto", **config}
+
     # -- networks -------------------------------------------------------------------------------
     @property
     def inputs(self) -> DenoiserInput:
