@@ -258,3 +258,12 @@ def test_staged_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     assert rep["resumed_from"] == 4 and c.training_stage == "noise_predictor"
     for k, v in a.ema.state_dict().items():
         torch.testing.assert_close(c.ema.state_dict()[k], v, atol=1e-6, rtol=0)
+
+
+def test_staged_fit_reports_the_training_part():
+    parts, losses = [], []
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
+    eng.fit(_blobs(), steps=3, batch_size=2, progress=lambda stage, done, total, **info: parts.append(info["part"]))
+    assert parts == ["autoencoder", "denoiser", "noise_predictor"]
+    eng.fit(_blobs(), steps=1, batch_size=2, progress=lambda stage, done, total, loss=None: losses.append(loss))
+    assert len(losses) == 1 and losses[0] > 0  # a callback taking only loss= gets only loss=

@@ -165,8 +165,9 @@ def _progress_bar(desc: str, steps: int | None):
         if bar.total != total:
             bar.total = total
         bar.n = done
-        if "loss" in info:
-            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+        if "loss" in info:  # staged fits (brainsr) also say which part is training
+            bar.set_postfix(loss=f"{info['loss']:.4f}", **({"part": info["part"]} if "part" in info else {}),
+                            refresh=False)
         bar.refresh()
 
     return bar, progress

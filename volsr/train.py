@@ -96,17 +96,14 @@ def _progress_caller(progress: Callable | None):
     if progress is None:
         return None
     try:
-        params = inspect.signature(progress).parameters.values()
-        takes_info = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) or any(
-            p.name == "loss" for p in params)
+        params = list(inspect.signature(progress).parameters.values())
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        names = {p.name for p in params}
     except (TypeError, ValueError):
-        takes_info = False
+        takes_all, names = False, set()
 
-    def call(done, total, **info):
-        if takes_info:
-            progress("fit", done, total, **info)
-        else:
-            progress("fit", done, total)
+    def call(done, total, **info):  # only the keywords the callback takes
+        progress("fit", done, total, **(info if takes_all else {k: v for k, v in info.items() if k in names}))
 
     return call
 
@@ -396,7 +393,8 @@ def _run_loop(engine, planes, sampler, state: TrainState, budget: Budget, opt: O
         state.time_fraction = budget.frac
         ckpt.maybe_save()
         if report_progress is not None:
-            report_progress(state.step, budget.shown_total, loss=recent, lr=lr_now)
+            report_progress(state.step, budget.shown_total, loss=recent, lr=lr_now,
+                            **({"part": engine.training_stage} if stages.staged else {}))
 
 
 class StagePlan:
@@ -489,9 +487,10 @@ def fit_engine(engine, data, *, mask_sampler=None, crop: int | None = None,
     crop : int, optional
         Crop size when ``data`` is not already a PlaneData (default ``engine.cfg.crop``).
     progress : callable, optional
-        ``progress(stage, done, total)``; called once per step with ``stage='fit'`` and, if
-        it accepts ``**info`` (or a ``loss`` argument), ``loss=`` (running mean) and
-        ``lr=``. It may raise :class:`volsr.errors.Cancelled` to stop.
+        ``progress(stage, done, total)``; called once per step with ``stage='fit'`` and
+        those of ``loss=`` (running mean), ``lr=`` and, in a staged fit, ``part=`` (the
+        stage's name) that it accepts (all with ``**info``). It may raise
+        :class:`volsr.errors.Cancelled` to stop.
     cancel : callable, optional
         ``cancel()`` returning True stops training by raising :class:`Cancelled`.
     **options
