@@ -203,7 +203,7 @@ class MSDSRConfig(TrainableConfig):
     sampler: str = "ddim"
     sampling_steps: int = 4
     eta: float = 1.0
-    timestep_spacing: str = "auto"
+    timestep_spacing: str = "quadratic"
     noise_match: float = 1.0
     realism: float = 0.53
     regressor_features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
@@ -312,8 +312,8 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
                 merged.setdefault(k, PAPER_SETTING[k])
         if merged.get("prediction_type", "sample") != "sample" or merged.get("condition") == "none":
             merged.setdefault("residual", False)  # the residual form needs x0 prediction and a condition
-        if merged.get("prediction_type", "sample") == "sample" and merged.get("condition", "regression") == "regression":
-            merged.setdefault("timestep_spacing", "quadratic")  # two-stage x0 models: measured on six kinds (docstring)
+        if merged.get("prediction_type", "sample") != "sample" or merged.get("condition", "regression") != "regression":
+            merged.setdefault("timestep_spacing", "auto")  # quadratic was measured on two-stage x0 models only
         return merged
 
     @classmethod
