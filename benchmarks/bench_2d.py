@@ -30,7 +30,12 @@ not used):
 Engines (``--engines``): ``bicubic`` (the 2D baseline); ``brainsr`` (default config: the paper's
 final NP losses, FFT patch loss 0.4 with patches (4, 2), the decoder-feature perceptual term 0.7 in
 place of LPIPS, no L2); ``brainsr-l2`` (the paper's b1-like row: ``lambda_l2=1``, no FFT, no
-perceptual term); ``msunet`` (regression UNet, isotropic degradation, L1). ``--preset`` goes to the
+perceptual term). As in the paper, whose ablation rows all sit on the same frozen SD-Turbo VAE and
+UNet, ``--ablation shared`` (default) gives ``brainsr-l2`` Brain-SR's fitted autoencoder and latent
+denoiser, frozen, and trains only its noise predictor, for the share of the budget Brain-SR's NP
+stage had (0.3 of ``--minutes``): the two rows then differ only in the NP losses, not in two
+autoencoders fitted from different random draws (whose own spectrum errors differed by up to 0.15
+in the ``separate`` runs). ``msunet`` (regression UNet, isotropic degradation, L1). ``--preset`` goes to the
 learned engines (default: their config defaults, sized for ~15 CPU minutes).
 
 Scores: PSNR and SSIM on the Y channel (RGB) or grey values, spectrum error (RMS of the log10
@@ -149,8 +154,13 @@ def kind_data(kind: str, args) -> KindData:
     return synthetic_data(kind, args.tile, args.size, args.seed)
 
 
-def build(label: str, data: KindData, args) -> tuple:
-    """A fresh engine for ``label``, trained on ``data.train`` when it learns; (engine, fit report or None)."""
+def build(label: str, data: KindData, args, prior=None) -> tuple:
+    """A fresh engine for ``label``, trained on ``data.train`` when it learns; (engine, fit report or None).
+
+    ``prior``: a fitted ``brainsr`` engine whose autoencoder and latent denoiser ``brainsr-l2``
+    takes over frozen (``--ablation shared``, the paper's ablation: every row on the same frozen
+    prior); its noise predictor then trains for the share of the budget Brain-SR's NP stage had.
+    """
     import volsr
     from volsr.degrade import IsotropicDegradation
     from volsr.engines import get_engine_class
@@ -159,9 +169,19 @@ def build(label: str, data: KindData, args) -> tuple:
     if not get_engine_class(name).capabilities.learned:
         return volsr.create_engine(name, device=args.device), None
     kw = {"preset": args.preset} if args.preset else {}
-    eng = volsr.create_engine(name, device=args.device, degradation=IsotropicDegradation(scale=SCALE),
-                              **kw, **overrides)
-    budget = {"steps": args.steps} if args.steps else {"minutes": args.minutes}
+    if prior is not None:
+        from volsr.engines.brainsr import BrainSREngine
+
+        settings = {k: v for k, v in prior.cfg.to_dict().items() if k != "freeze"}
+        settings.update(overrides, latent_scale=1.0 / float(prior.ema["autoencoder"].latent_std))
+        eng = BrainSREngine.from_pretrained_parts(prior.ema["autoencoder"], prior.ema["denoiser"],
+                                                  device=args.device, config=settings)
+        share = 1.0 - float(prior.cfg.stages[-1]) if prior.cfg.stages else 1.0
+        budget = {"steps": max(1, round(args.steps * share))} if args.steps else {"minutes": args.minutes * share}
+    else:
+        eng = volsr.create_engine(name, device=args.device, degradation=IsotropicDegradation(scale=SCALE),
+                                  **kw, **overrides)
+        budget = {"steps": args.steps} if args.steps else {"minutes": args.minutes}
     fit = {"seed": args.seed, **budget, **({"batch_size": args.batch_size} if args.batch_size else {})}
     report = eng.fit(data.train, **fit)
     return eng, {k: report.get(k) for k in ("steps", "minutes", "final_loss", "batch_size")}
@@ -207,10 +227,13 @@ def run_kind(kind: str, labels: list[str], args) -> dict:
     lr_images = IsotropicDegradation(scale=SCALE)(torch.from_numpy(data.test)).numpy()
     t = args.tile
     hr, lr = _tiles(data.test, t), _tiles(lr_images, t // SCALE)
-    rows, srs, latents = [], {}, {}
+    rows, srs, latents, fitted = [], {}, {}, {}
     for label in labels:
         print(f"# {kind}: {label} ...", file=sys.stderr, flush=True)
-        eng, report = build(label, data, args)
+        prior = fitted.get("brainsr") if label == "brainsr-l2" and args.ablation == "shared" else None
+        eng, report = build(label, data, args, prior)
+        if label == "brainsr":
+            fitted[label] = eng
         srs[label] = _tiles(upscale_images(eng, lr_images, args), t)
         row = {"engine": label, **score_2d(srs[label], hr, crop_border=SCALE),
                "train_minutes": None if report is None else report["minutes"],
@@ -283,7 +306,11 @@ def markdown(results: list[dict], command: str, args, env: dict, figure: str) ->
              + f"; total {env['minutes']:.1f} min. "
              f"Learned engines: {'a budget of ' + str(args.steps) + ' steps' if args.steps else f'{args.minutes:g} min'}"
              f" of training each, preset {args.preset or 'default (config defaults)'}. "
-             "See the docstring of `benchmarks/bench_2d.py` for the data, engines and definitions.", "",
+             + ("Ablation `shared`: brainsr-l2 sits on brainsr's fitted autoencoder and latent denoiser (frozen) and "
+                "trains only its noise predictor, for brainsr's NP-stage share of the budget (its train min and steps "
+                "are that NP's). " if getattr(args, "ablation", "separate") == "shared" else
+                "Ablation `separate`: every learned engine is a whole fit of its own. ")
+             + "See the docstring of `benchmarks/bench_2d.py` for the data, engines and definitions.", "",
              "Scores on the Y channel (RGB; grey values for MRI), 4 px shaved from every tile border, mean over the "
              "test tiles. Spectrum error: RMS difference of the log10 radial power spectra (z-scored tiles, Hann "
              "window, orthonormal FFT) to HR, in decades (0 = the HR texture). *vs HR-latent*: the same against "
@@ -336,6 +363,10 @@ def parse_args(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1,
                     help="kinds run in parallel processes, the CPU threads split between them (default 1)")
+    ap.add_argument("--ablation", choices=("shared", "separate"), default="shared",
+                    help="brainsr-l2 on brainsr's frozen autoencoder + denoiser, training only its noise predictor "
+                         "for brainsr's NP-stage share of the budget (shared, the paper's ablation; default), or "
+                         "a whole fit of its own (separate)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_2d.md"),
                     help="Markdown output; .json and .png go next to it")
@@ -346,6 +377,10 @@ def parse_args(argv):
         ap.error(f"--kinds {args.kinds!r}: choose from {', '.join(KINDS)}")
     if not labels or any(e not in VARIANTS for e in labels):
         ap.error(f"--engines {args.engines!r}: choose from {', '.join(VARIANTS)}")
+    if args.ablation == "shared" and "brainsr-l2" in labels and (
+            "brainsr" not in labels or labels.index("brainsr") > labels.index("brainsr-l2")):
+        ap.error("--ablation shared trains brainsr-l2 on brainsr's prior: list brainsr before brainsr-l2 "
+                 "(or use --ablation separate)")
     if args.tile % SCALE or not 32 <= args.tile <= min(args.size, 256):
         ap.error(f"--tile must be a multiple of {SCALE} in [32, min(--size, 256)], got {args.tile}")
     if not args.minutes > 0 or (args.steps is not None and args.steps < 1) or args.timing_repeats < 1 or args.jobs < 1:

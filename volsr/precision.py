@@ -16,6 +16,7 @@ arithmetic of earlier versions.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 
 import torch
@@ -24,7 +25,17 @@ from .errors import InputError
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-__all__ = ["PRECISIONS", "inference_context", "check_precision", "resolve_precision", "compute_dtype_name"]
+__all__ = ["PRECISIONS", "inference_context", "check_precision", "resolve_precision", "compute_dtype_name",
+           "exact_arithmetic"]
+
+#: The precision of the innermost :func:`inference_context` of this thread (None outside one).
+_ACTIVE: contextvars.ContextVar[str | None] = contextvars.ContextVar("volsr_precision", default=None)
+
+
+def exact_arithmetic() -> bool:
+    """Whether this thread must compute bit-exactly: inside ``inference_context(precision='float32')``
+    or outside any inference context (a direct engine call keeps its earlier arithmetic)."""
+    return _ACTIVE.get() in (None, "float32")
 
 
 def check_precision(precision: str) -> str:
@@ -86,6 +97,8 @@ def inference_context(device: torch.device, precision: str = "float32", network:
     usable = device.type in ("cpu", "cuda")
     autocast = usable and resolve_precision(precision, device) == "bfloat16"
     stack = contextlib.ExitStack()
+    token = _ACTIVE.set(precision)
+    stack.callback(_ACTIVE.reset, token)
     if usable and precision != "float32":  # outside inference mode: re-laid weights stay ordinary tensors
         stack.enter_context(channels_last(network))
     stack.enter_context(torch.inference_mode())

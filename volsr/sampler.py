@@ -27,11 +27,13 @@ tile pays the network's border cost), so it is the default.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from .concurrency import run_side_by_side
 from .errors import Cancelled
 from .masks import per_plane
 from .models.padding import pad_to_multiple, run_padded  # noqa: F401  (pad_to_multiple: re-exported)
@@ -156,6 +158,11 @@ class MaskedSliceSampler:
         Planes per network call inside a sub-batch (default: the whole sub-batch). Set from
         free memory (:func:`volsr.runtime.choose_batch_size`); it never changes the noise, only
         how many planes one forward pass holds (float rounding of batched kernels aside).
+    workers : int
+        Sub-batches sampled at once, one CPU thread each (:mod:`volsr.concurrency`); each keeps the
+        noise it draws when they run one at a time, so the result does not depend on this (under
+        bfloat16; float32 kernels round differently on one thread). A custom ``start`` runs them
+        one at a time.
     """
 
     network: torch.nn.Module
@@ -169,6 +176,7 @@ class MaskedSliceSampler:
     tile_overlap: float = 0.25
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS
     call_planes: int | None = None
+    workers: int = 1
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -181,6 +189,8 @@ class MaskedSliceSampler:
             raise ValueError(f"chunk_pixels must be >= 1, got {self.chunk_pixels!r}")
         if self.call_planes is not None and int(self.call_planes) < 1:
             raise ValueError(f"call_planes must be >= 1, got {self.call_planes!r}")
+        if int(self.workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if self.mode == "tiles" and not self.tile:
             raise ValueError("mode='tiles' needs a tile size (the training crop)")
         from monai.networks.schedulers import DDIMScheduler
@@ -267,35 +277,72 @@ class MaskedSliceSampler:
         if self.inputs.condition and (cond is None or tuple(cond.shape) != tuple(x_known.shape)):
             raise ValueError("a conditioned sampler needs cond with the planes' shape")
         per = max(1, int(self.chunk_pixels) // (h * w))
-        n_chunks = math.ceil(n / per)
-        total = n_chunks * self.steps
-        done = 0
+        chunks = [slice(first, min(n, first + per)) for first in range(0, n, per)]
+        workers = 1 if start is not None else min(int(self.workers), len(chunks))
+        if workers > 1:  # each chunk gets the generator state it would have had in turn
+            generators = self._chunk_generators(chunks, x_known, generator)
+        else:
+            generators = [generator] * len(chunks)
+        total, counter, lock = len(chunks) * self.steps, [0], threading.Lock()
+
+        def step_done() -> None:
+            with lock:
+                counter[0] += 1
+                if progress is not None:
+                    progress(stage, counter[0], total)
+
+        def sample(i: int) -> None:
+            sl = chunks[i]
+            c_sl = cond[sl] if cond is not None else None
+            out[sl] = self._sample_chunk(x_known[sl], known[sl][:, None, :, None], c_sl, generators[i], start,
+                                         cancel, step_done)
+
         out = torch.empty_like(x_known)
         was_training = self.network.training
         self.network.eval()
         try:
-            for first in range(0, n, per):
-                sl = slice(first, min(n, first + per))
-                xk = x_known[sl]
-                m = known[sl][:, None, :, None]
-                c_sl = cond[sl] if cond is not None else None
-                if start is None:
-                    x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
-                else:
-                    x = start(xk, m, c_sl, generator)
-                for idx, t in zip(self.scheduler.timesteps.tolist(), self.model_timesteps.tolist()):
-                    if cancel is not None and cancel():
-                        raise Cancelled("sampling cancelled")
-                    x = torch.where(m, xk, x)
-                    pred = self._predict(x, m, t, c_sl)
-                    if self._is_ddim:
-                        x, _ = self.scheduler.step(pred, idx, x, eta=float(self.eta), generator=generator)
-                    else:
-                        x, _ = self.scheduler.step(pred, idx, x, generator=generator)
-                    done += 1
-                    if progress is not None:
-                        progress(stage, done, total)
-                out[sl] = torch.where(m, xk, x)
+            run_side_by_side(sample, range(len(chunks)), workers, x_known.device.type)
         finally:
             self.network.train(was_training)
+        return out
+
+    def _sample_chunk(self, xk, m, c_sl, generator, start, cancel, step_done) -> torch.Tensor:
+        """The reverse chain of one sub-batch: its starting noise, then every step's network call."""
+        if start is None:
+            x = torch.randn(xk.shape, generator=generator, device=xk.device, dtype=xk.dtype)
+        else:
+            x = start(xk, m, c_sl, generator)
+        for idx, t in zip(self.scheduler.timesteps.tolist(), self.model_timesteps.tolist()):
+            if cancel is not None and cancel():
+                raise Cancelled("sampling cancelled")
+            x = torch.where(m, xk, x)
+            x = self._step(self._predict(x, m, t, c_sl), idx, x, generator)
+            step_done()
+        return torch.where(m, xk, x)
+
+    def _step(self, pred, idx, x, generator) -> torch.Tensor:
+        if self._is_ddim:
+            return self.scheduler.step(pred, idx, x, eta=float(self.eta), generator=generator)[0]
+        return self.scheduler.step(pred, idx, x, generator=generator)[0]
+
+    def _chunk_generators(self, chunks, x_known, generator) -> list[torch.Generator]:
+        """One generator per chunk, at the state the shared ``generator`` has when that chunk starts
+        in a one-at-a-time run; ``generator`` ends where that run leaves it.
+
+        Found by a dry run of each chunk's draws (starting noise, then the scheduler's steps on a
+        zero prediction): what a step draws depends on shapes only, and the scheduler's own code
+        makes the draws, so the replay cannot drift from it.
+        """
+        device = x_known.device
+        shared = generator if generator is not None else torch.default_generator
+        out = []
+        for sl in chunks:
+            g = torch.Generator(device=device)
+            g.set_state(shared.get_state())
+            out.append(g)
+            shape = (sl.stop - sl.start, *x_known.shape[1:])
+            x = torch.randn(shape, generator=shared, device=device, dtype=x_known.dtype)
+            zero = torch.zeros_like(x)
+            for idx in self.scheduler.timesteps.tolist():
+                x = self._step(zero, idx, x, shared)
         return out

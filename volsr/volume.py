@@ -216,10 +216,14 @@ def _log_batches(engine: Engine, grid: OutputGrid, sizes: dict[str, tuple[int, i
     texts, network = {}, False
     for axis, (cols, slab, n) in sizes.items():
         slab = min(slab, n)
-        call = engine.planes_per_call(grid.n_out, cols, opts)
+        with inference_context(engine.device, precision):  # side by side only outside the bit-exact mode
+            workers = engine.chunks_side_by_side(grid.n_out, cols, slab, opts)
+        call = engine.planes_per_call(grid.n_out, cols, opts, **({"workers": workers} if workers > 1 else {}))
         network = network or call is not None
+        each = max(1, torch.get_num_threads() // workers)
+        side = f" ({workers} at once, {each} thread{'s' if each > 1 else ''} each)" if workers > 1 else ""
         texts[axis] = (planes_text(slab) if call is None
-                       else f"{min(call, slab)} per network call, slabs of {planes_text(slab)}")
+                       else f"{min(call, slab)} per network call{side}, slabs of {planes_text(slab)}")
     batch = next(iter(texts.values())) if len(set(texts.values())) == 1 else \
         "; ".join(f"{axis.upper()} {text}" for axis, text in texts.items())
     budget = memory_budget(engine.device) if network else None

@@ -323,6 +323,11 @@ class Engine:
         """
         return None
 
+    def chunks_side_by_side(self, height: int, width: int, n_planes: int,
+                            options: RestoreOptions | None = None) -> int:
+        """How many of a call's sub-batches run at once (:mod:`volsr.concurrency`); 1: one at a time."""
+        return 1
+
     def to(self, device: str | torch.device) -> Engine:
         self.device = resolve_device(device)
         return self

@@ -118,12 +118,14 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
+from ..concurrency import chunk_workers
 from ..config import check_choice, check_int, check_number
 from ..errors import VolsrError
 from ..masks import linear_fill, row_mask
@@ -138,7 +140,7 @@ from ..models.schedule import (
     sampling_scheduler,
     training_scheduler,
 )
-from ..runtime import choose_batch_size, unet_bytes_per_pixel
+from ..runtime import MEMORY_FRACTION, choose_batch_size, unet_bytes_per_pixel
 from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
@@ -452,13 +454,24 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
         hp, wp = padded_side(height, self.multiple), padded_side(width, self.multiple)
         return denoiser_bytes_per_pixel(self.cfg.preset, hp, wp, flash=flash)
 
-    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int:
-        """Planes per denoiser call: ``options.batch_size``, else the sampler's sub-batch capped by free memory."""
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None,
+                        workers: int = 1) -> int:
+        """Planes per denoiser call: ``options.batch_size``, else the sampler's sub-batch capped by
+        free memory (shared by ``workers`` calls running at once)."""
         if options is not None and options.batch_size is not None:
             return int(options.batch_size)
         hp, wp = padded_side(height, self.multiple), padded_side(width, self.multiple)
         return choose_batch_size(self.bytes_per_pixel(height, width) * hp * wp, self.device,
+                                 fraction=MEMORY_FRACTION / max(1, int(workers)),
                                  cap=max(1, DEFAULT_CHUNK_PIXELS // (int(height) * int(width))))
+
+    def chunks_side_by_side(self, height: int, width: int, n_planes: int,
+                            options: RestoreOptions | None = None) -> int:
+        """Sampler sub-batches run at once on the CPU (:func:`volsr.concurrency.chunk_workers`)."""
+        chunk = DEFAULT_CHUNK_PIXELS if options is None or options.batch_size is None \
+            else int(options.batch_size) * int(height) * int(width)
+        per = max(1, chunk // (int(height) * int(width)))
+        return chunk_workers(self.device, math.ceil(int(n_planes) / per))
 
     def _estimate_chunk(self, height: int, width: int) -> int:
         """Pixels per stage-1 (BasicUNet) call: the default budget, less when memory is short."""
@@ -466,11 +479,12 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
         return planes * padded_size(height) * padded_size(width)
 
     def make_sampler(self, cfg: MSDSRConfig | None = None, chunk_pixels: int | None = None,
-                     call_planes: int | None = None) -> MaskedSliceSampler:
+                     call_planes: int | None = None, workers: int = 1) -> MaskedSliceSampler:
         """The sampling pipeline for this engine's EMA denoiser (``cfg``: per-call settings).
 
         ``chunk_pixels`` sets the noise sub-batches (machine-independent), ``call_planes`` the
-        planes per network call inside one (from free memory); see :class:`MaskedSliceSampler`.
+        planes per network call inside one (from free memory), ``workers`` how many sub-batches
+        run at once; see :class:`MaskedSliceSampler`.
         """
         cfg = cfg or self.cfg
         spacing = None if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
@@ -487,7 +501,7 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
             network=self._denoiser(self.sampling_network), scheduler=sched, model_timesteps=model_t,
             inputs=self.inputs, multiple=self.multiple, eta=eta, mode=cfg.inference_mode,
             tile=int(cfg.crop), tile_overlap=float(cfg.tile_overlap),
-            chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS), call_planes=call_planes,
+            chunk_pixels=int(chunk_pixels or DEFAULT_CHUNK_PIXELS), call_planes=call_planes, workers=workers,
         )
 
     def call_config(self, options: RestoreOptions) -> MSDSRConfig:
@@ -531,11 +545,13 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
         else:
             # the noise sub-batches follow options.batch_size or the fixed default, never free memory
             chunk = None if options.batch_size is None else int(options.batch_size) * h * w
-            call = None if options.batch_size is not None else self.planes_per_call(h, w)
+            workers = self.chunks_side_by_side(h, w, x.shape[0], options)
+            call = None if options.batch_size is not None else self.planes_per_call(h, w, workers=workers)
             cond = self.condition(x, known, est)
             start = self.one_step_start(self.sampling_network, cfg) if cfg.sampler == ONE_STEP else None
-            sample = self.make_sampler(cfg, chunk, call)(self.to_model_units(x), known, cond=cond, generator=gen,
-                                                         progress=progress, cancel=cancel, start=start)
+            sampler = self.make_sampler(cfg, chunk, call, workers)
+            sample = sampler(self.to_model_units(x), known, cond=cond, generator=gen, progress=progress,
+                             cancel=cancel, start=start)
             out = self.from_model_units(sample)
             if est is not None:
                 out = est + float(cfg.realism) * (out - est)

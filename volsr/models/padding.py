@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..concurrency import chunk_workers, run_side_by_side
+
 __all__ = ["padded_side", "pad_to_multiple", "run_padded"]
 
 
@@ -40,7 +42,9 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
     """``fn`` on padded (N, C, H, W) input, cropped back to (H, W).
 
     With ``chunk_pixels`` the batch is split so that each call holds at most that many
-    (padded) pixels per channel, and at least one plane.
+    (padded) pixels per channel, and at least one plane; on a CPU outside the bit-exact mode the
+    calls then run side by side, one thread each, with the pixels shared between them
+    (:mod:`volsr.concurrency`).
     """
     n, _, h, w = x.shape
     xp = pad_to_multiple(x, multiple, min_side)
@@ -48,5 +52,8 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
         out = fn(xp)
     else:
         per = max(1, int(chunk_pixels) // (xp.shape[-2] * xp.shape[-1]))
-        out = torch.cat([fn(xp[i:i + per]) for i in range(0, n, per)])
+        workers = chunk_workers(x.device, n)
+        if workers > 1:  # the same memory, held by `workers` calls at once
+            per = max(1, per // workers)
+        out = torch.cat(run_side_by_side(fn, [xp[i:i + per] for i in range(0, n, per)], workers, x.device.type))
     return out[:, :, :h, :w]
