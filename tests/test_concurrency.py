@@ -1,5 +1,7 @@
 """Chunks side by side on the CPU (volsr.concurrency) and the sampler running them."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,9 @@ def test_run_padded_side_by_side_matches_one_call():
     with inference_context(CPU, "float32"):  # bit-exact mode: chunks one after the other
         ref = run_padded(net, x, 8, chunk_pixels=3 * 16 * 24)
     with inference_context(CPU, "bfloat16"):
-        fast = run_padded(net, x, 8, chunk_pixels=3 * 16 * 24)
+        fast = run_padded(net, x, 8, chunk_pixels=3 * 16 * 24, side_by_side=True)
+        threads = set()
+        run_padded(lambda t: threads.add(threading.current_thread()) or t, x, 8, chunk_pixels=3 * 16 * 24)
+    assert threads == {threading.current_thread()}  # not asked: an fn that may draw noise runs in turn
     assert fast.shape == ref.shape == x.shape
     np.testing.assert_allclose(fast.float().numpy(), ref.numpy(), atol=0.02)

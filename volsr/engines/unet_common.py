@@ -85,8 +85,8 @@ def padded_size(n: int) -> int:
 
 
 def forward_padded(net: torch.nn.Module, x: torch.Tensor, chunk_pixels: int | None = None) -> torch.Tensor:
-    """BasicUNet on (N, C, H, W) of any H, W (padded, optionally chunked, cropped back)."""
-    return run_padded(net, x, NET_MULTIPLE, min_side=2 * NET_MULTIPLE, chunk_pixels=chunk_pixels)
+    """BasicUNet on (N, C, H, W) of any H, W (padded, optionally chunked - side by side on a CPU -, cropped back)."""
+    return run_padded(net, x, NET_MULTIPLE, min_side=2 * NET_MULTIPLE, chunk_pixels=chunk_pixels, side_by_side=True)
 
 
 def basic_unet_bytes_per_pixel(features) -> float:

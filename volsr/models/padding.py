@@ -38,13 +38,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 0) -> torch.
 
 
 def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int, *,
-               min_side: int = 0, chunk_pixels: int | None = None) -> torch.Tensor:
+               min_side: int = 0, chunk_pixels: int | None = None, side_by_side: bool = False) -> torch.Tensor:
     """``fn`` on padded (N, C, H, W) input, cropped back to (H, W).
 
     With ``chunk_pixels`` the batch is split so that each call holds at most that many
-    (padded) pixels per channel, and at least one plane; on a CPU outside the bit-exact mode the
-    calls then run side by side, one thread each, with the pixels shared between them
-    (:mod:`volsr.concurrency`).
+    (padded) pixels per channel, and at least one plane. ``side_by_side`` (only for an ``fn``
+    that draws no random numbers: concurrent draws from one generator would come in any order):
+    on a CPU outside the bit-exact mode those calls run side by side, one thread each, with the
+    pixels shared between them (:mod:`volsr.concurrency`).
     """
     n, _, h, w = x.shape
     xp = pad_to_multiple(x, multiple, min_side)
@@ -52,7 +53,7 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
         out = fn(xp)
     else:
         per = max(1, int(chunk_pixels) // (xp.shape[-2] * xp.shape[-1]))
-        workers = chunk_workers(x.device, n)
+        workers = chunk_workers(x.device, n) if side_by_side else 1
         if workers > 1:  # the same memory, held by `workers` calls at once
             per = max(1, per // workers)
         out = torch.cat(run_side_by_side(fn, [xp[i:i + per] for i in range(0, n, per)], workers, x.device.type))
