@@ -45,6 +45,11 @@ MODES = ("full", "tiles")
 DEFAULT_CHUNK_PIXELS = 1 << 16
 
 
+def sub_batch_planes(chunk_pixels: int, height: int, width: int) -> int:
+    """Planes per noise sub-batch of planes ``height`` x ``width`` (at least one)."""
+    return max(1, int(chunk_pixels) // (int(height) * int(width)))
+
+
 def row_noise_std(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Robust per-plane, per-channel std of white noise on the selected rows of (N, C, H, W).
 
@@ -276,7 +281,7 @@ class MaskedSliceSampler:
         known = per_plane(known, n, h, x_known.device)
         if self.inputs.condition and (cond is None or tuple(cond.shape) != tuple(x_known.shape)):
             raise ValueError("a conditioned sampler needs cond with the planes' shape")
-        per = max(1, int(self.chunk_pixels) // (h * w))
+        per = sub_batch_planes(self.chunk_pixels, h, w)
         chunks = [slice(first, min(n, first + per)) for first in range(0, n, per)]
         workers = 1 if start is not None else min(int(self.workers), len(chunks))
         if workers > 1:  # each chunk gets the generator state it would have had in turn

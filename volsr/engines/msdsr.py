@@ -141,7 +141,14 @@ from ..models.schedule import (
     training_scheduler,
 )
 from ..runtime import MEMORY_FRACTION, choose_batch_size, unet_bytes_per_pixel
-from ..sampler import DEFAULT_CHUNK_PIXELS, MODES, DenoiserInput, MaskedSliceSampler, match_noise
+from ..sampler import (
+    DEFAULT_CHUNK_PIXELS,
+    MODES,
+    DenoiserInput,
+    MaskedSliceSampler,
+    match_noise,
+    sub_batch_planes,
+)
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
 from .msdsr_onestep import FFT_PAIRINGS, ONE_STEP, NoiseMapMixin
@@ -468,10 +475,15 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
     def chunks_side_by_side(self, height: int, width: int, n_planes: int,
                             options: RestoreOptions | None = None) -> int:
         """Sampler sub-batches run at once on the CPU (:func:`volsr.concurrency.chunk_workers`)."""
-        chunk = DEFAULT_CHUNK_PIXELS if options is None or options.batch_size is None \
-            else int(options.batch_size) * int(height) * int(width)
-        per = max(1, chunk // (int(height) * int(width)))
-        return chunk_workers(self.device, math.ceil(int(n_planes) / per))
+        chunk = self._chunk_pixels(options, height, width) or DEFAULT_CHUNK_PIXELS
+        return chunk_workers(self.device, math.ceil(int(n_planes) / sub_batch_planes(chunk, height, width)))
+
+    @staticmethod
+    def _chunk_pixels(options: RestoreOptions | None, height: int, width: int) -> int | None:
+        """Pixels per noise sub-batch: ``options.batch_size`` planes, else None (the sampler's fixed default)."""
+        if options is None or options.batch_size is None:
+            return None
+        return int(options.batch_size) * int(height) * int(width)
 
     def _estimate_chunk(self, height: int, width: int) -> int:
         """Pixels per stage-1 (BasicUNet) call: the default budget, less when memory is short."""
@@ -544,7 +556,7 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
             out = est
         else:
             # the noise sub-batches follow options.batch_size or the fixed default, never free memory
-            chunk = None if options.batch_size is None else int(options.batch_size) * h * w
+            chunk = self._chunk_pixels(options, h, w)
             workers = self.chunks_side_by_side(h, w, x.shape[0], options)
             call = None if options.batch_size is not None else self.planes_per_call(h, w, workers=workers)
             cond = self.condition(x, known, est)
