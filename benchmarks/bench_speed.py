@@ -6,12 +6,17 @@ Not a test. Four parts, all measured in one run so the ratios share the machine'
 2. **Network calls**: per engine network (MSDSR denoiser and stage-1 regressor, MS-UNet), FLOPs
    of one forward on a batch (``torch.utils.flop_counter``), median time, achieved GFLOP/s and
    the ratio to the same-dtype matmul; variants: float32 / bfloat16 autocast, channels-last,
-   and (``--compile``) ``torch.compile`` with its compile time.
-3. **Landed vs default**: restores of a ``--ratio-shape`` stack (4x in z) alternating the landed
-   setting (``sampling_steps=10``, float32) and the current default (the config's steps,
-   ``precision='auto'``), ``--repeats`` times each; medians and their ratio. A profile of one
-   default restore splits the time into network forwards, the rest of the engine (sampler
-   arithmetic, padding, copies), and the volume pipeline (slicing, pasting, fusion).
+   fused attention (SDPA), and (``--compile``) ``torch.compile`` with its compile time. On
+   8 x 64x256 and on one real-sized plane (253x512, padded to 256x512), where the denoiser's
+   middle-block attention has 2,048 tokens.
+3. **Landed vs default**: restores alternating the landed setting (``sampling_steps=10``,
+   float32) and the current default (the config's steps, ``precision='auto'``), ``--repeats``
+   times each; medians and their ratio. Two stacks: ``--ratio-shape`` (64x96x96, both
+   directions: small 253x96 planes) and ``--ratio-real-planes`` (64x16x512 restored along X
+   only: 16 planes of 253x512, the planes of a 64x512x512 stack in both directions, so its
+   ratio is the real-size one at a 64th of the cost). A profile of one restore splits the
+   time into network forwards, the rest of the engine (sampler arithmetic, padding, copies),
+   and the volume pipeline (slicing, pasting, fusion).
 4. **Real size**: ``volsr.restore`` of a ``--shape`` stack (64x512x512 -> 253x512x512) with every
    default (the 4-minute self-supervised fit, then the restore) in a child process: minutes,
    output voxels/s, peak RSS, and the time to write and read the result as TIFF.
@@ -20,7 +25,7 @@ Untrained (randomly perturbed) weights: time does not depend on the values. Qual
 step count is measured by ``bench_quality.py`` (see ``results_speed.md``).
 
     python benchmarks/bench_speed.py                                  # full run (~30 min on 2 cores)
-    python benchmarks/bench_speed.py --shape 16,64,64 --ratio-shape 16,32,32 --repeats 1   # smoke
+    python benchmarks/bench_speed.py --shape 16,64,64 --ratio-shape 16,32,32 --ratio-real-planes 16,4,64 --repeats 1
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import torch
 from volsr import concurrency
 from volsr.concurrency import run_side_by_side
 from volsr.engines import create_engine
-from volsr.precision import inference_context, resolve_precision
+from volsr.precision import fused_attention, inference_context, resolve_precision
 from volsr.sampling import OutputGrid
 from volsr.volume import restore_volume
 
@@ -89,9 +94,10 @@ def _call(module, args):
 
 
 def network_call(label, module, make, batch, h, w, precision, repeats, *, channels_last=False, compile_=False,
-                 side_by_side=False) -> dict:
+                 side_by_side=False, fused=False) -> dict:
     """FLOPs and median time of one forward on (batch, C, h, w); ``side_by_side``: its two halves as
-    two calls at once, one thread each (:mod:`volsr.concurrency`)."""
+    two calls at once, one thread each (:mod:`volsr.concurrency`); ``fused``: self-attention through
+    SDPA (:func:`volsr.precision.fused_attention`, what ``precision='auto'`` does)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     module.eval()
@@ -115,7 +121,7 @@ def network_call(label, module, make, batch, h, w, precision, repeats, *, channe
         return run_side_by_side(lambda part: _call(module, part), halves, 2)
 
     times = []
-    with inference_context(torch.device("cpu"), precision):
+    with inference_context(torch.device("cpu"), precision), fused_attention(module if fused else None):
         once()
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -124,23 +130,27 @@ def network_call(label, module, make, batch, h, w, precision, repeats, *, channe
     if channels_last:
         module.to(memory_format=torch.contiguous_format)
     sec = statistics.median(times)
-    variant = precision + (" channels-last" if channels_last else "") + (" compiled" if compile_ else "") \
-        + (", 2 halves side by side" if side_by_side else "")
+    variant = precision + (" channels-last" if channels_last else "") + (" fused attention" if fused else "") \
+        + (" compiled" if compile_ else "") + (", 2 halves side by side" if side_by_side else "")
     return {"network": label, "variant": variant, "precision": precision, "batch": [batch, h, w],
             "gflop": fc.get_total_flops() / 1e9, "seconds": sec, "gflops_per_s": fc.get_total_flops() / sec / 1e9,
             "compile_s": compile_s}
 
 
-OP_GROUPS = (("convolution", ("conv",)), ("matmul / attention", ("mm", "linear", "attention", "bmm", "baddbmm")),
+OP_GROUPS = (("convolution", ("conv",)),
+             ("matmul / attention", ("mm", "linear", "attention", "bmm", "baddbmm", "softmax")),
              ("group norm", ("group_norm", "native_group_norm")), ("activation (SiLU)", ("silu",)),
              ("add / mul / copy / pad", ("add", "mul", "copy", "pad", "cat", "to", "clone", "contiguous")))
 
 
-def op_profile(module, make, batch, h, w, precision) -> dict:
+def op_profile(module, make, batch, h, w, precision, fused=False, channels_last=False) -> dict:
     """Self CPU time of one forward by operator group (torch.profiler): where the time goes."""
     module.eval()
     args = make(batch, h, w)
-    with inference_context(torch.device("cpu"), precision):
+    if channels_last:  # by hand: inference_context(..., network) would also fuse the attention
+        module.to(memory_format=torch.channels_last)
+        args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    with inference_context(torch.device("cpu"), precision), fused_attention(module if fused else None):
         _call(module, args)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             _call(module, args)
@@ -153,7 +163,11 @@ def op_profile(module, make, batch, h, w, precision) -> dict:
         name = next((g for g, keys in OP_GROUPS if any(k in op for k in keys)), "other")
         groups[name] += ev.self_cpu_time_total / 1e6
     total = sum(groups.values())
-    return {"precision": precision, "total_s": total, "share": {k: v / total for k, v in groups.items()}}
+    if channels_last:
+        module.to(memory_format=torch.contiguous_format)
+    variant = precision + (" channels-last" if channels_last else "") + (" fused attention" if fused else "")
+    return {"precision": variant, "batch": [batch, h, w], "total_s": total,
+            "share": {k: v / total for k, v in groups.items()}}
 
 
 class _Timer:
@@ -187,14 +201,14 @@ class _Timer:
         self._eng._restore = self._orig
 
 
-def restore_once(eng, vol, setting: dict, *, profile: bool = False) -> dict:
+def restore_once(eng, vol, setting: dict, *, profile: bool = False, planes: str = "both") -> dict:
     grid = OutputGrid(vol.shape[1], FACTOR)
     timer = _Timer(eng) if profile else None
     workers = concurrency.MAX_WORKERS
     concurrency.MAX_WORKERS = 1 if setting.get("one_at_a_time") else workers  # the previous default
     t0 = time.perf_counter()
     try:
-        out = restore_volume(vol, grid, eng, seed=0, precision=setting["precision"],
+        out = restore_volume(vol, grid, eng, seed=0, precision=setting["precision"], planes=planes,
                              sampling_steps=setting["sampling_steps"]).data
     finally:
         concurrency.MAX_WORKERS = workers
@@ -207,7 +221,7 @@ def restore_once(eng, vol, setting: dict, *, profile: bool = False) -> dict:
     return row
 
 
-def landed_vs_default(shape, repeats: int) -> dict:
+def landed_vs_default(shape, repeats: int, planes: str = "both") -> dict:
     eng = _perturbed(create_engine("msdsr"))
     default = {"sampling_steps": int(eng.cfg.sampling_steps), "precision": "auto"}
     one_at_a_time = {**default, "one_at_a_time": True}
@@ -216,10 +230,10 @@ def landed_vs_default(shape, repeats: int) -> dict:
     runs = {"landed": [], "default": [], "one_at_a_time": []}
     for _ in range(repeats):  # alternate, so drift on a shared machine hits all alike
         for name, setting in (("landed", LANDED), ("default", default), ("one_at_a_time", one_at_a_time)):
-            runs[name].append(restore_once(eng, vol, setting)["seconds"])
-    prof = restore_once(eng, vol, one_at_a_time, profile=True)  # side by side, network calls overlap
+            runs[name].append(restore_once(eng, vol, setting, planes=planes)["seconds"])
+    prof = restore_once(eng, vol, one_at_a_time, profile=True, planes=planes)  # side by side, calls overlap
     med = {k: statistics.median(v) for k, v in runs.items()}
-    return {"shape_in": list(shape), "preset": eng.cfg.preset, "default": default, "one_at_a_time": one_at_a_time,
+    return {"shape_in": list(shape), "planes": planes, "preset": eng.cfg.preset, "default": default, "one_at_a_time": one_at_a_time,
             "side_by_side_gain": med["one_at_a_time"] / med["default"],
             "resolved_precision": resolve_precision("auto", torch.device("cpu")), "landed": LANDED,
             "seconds": runs, "median_s": med, "speedup": med["landed"] / med["default"], "profile": prof}
@@ -260,27 +274,14 @@ def markdown(rows: dict, command: str) -> str:
         cs = "" if c["compile_s"] is None else f"{c['compile_s']:.1f}"
         lines.append(f"| {c['network']} | {c['variant']} | {c['batch']} | {c['gflop']:.2f} | {c['seconds']:.3f} | "
                      f"{c['gflops_per_s']:.1f} | {c['gflops_per_s'] / mm[c['precision']]:.2f} | {cs} |")
-    lines += ["", "Where one msdsr denoiser forward (8 x 64x256) spends its time, by operator group (torch.profiler, "
-              "self CPU time):", "", "| precision | " + " | ".join(rows["op_profile"][0]["share"]) + " |",
-              "|---|" + "---:|" * len(rows["op_profile"][0]["share"])]
+    lines += ["", "Where one msdsr denoiser forward spends its time, by operator group (torch.profiler, "
+              "self CPU time):", "", "| batch (N,H,W) | precision | " + " | ".join(rows["op_profile"][0]["share"]) + " |",
+              "|---|---|" + "---:|" * len(rows["op_profile"][0]["share"])]
     for op in rows["op_profile"]:
-        lines.append(f"| {op['precision']} | " + " | ".join(f"{v:.0%}" for v in op["share"].values()) + " |")
-    r = rows["ratio"]
-    p = r["profile"]
-    lines += ["", f"Landed vs default, msdsr (preset {r['preset']}), input {r['shape_in']} -> 4x z, "
-              f"{len(r['seconds']['landed'])} alternating runs each:", "",
-              "| setting | steps | precision | median s | runs s |", "|---|---:|---|---:|---|"]
-    for k, s in (("landed", r["landed"]), ("default", r["default"]), ("one_at_a_time", r["one_at_a_time"])):
-        prec = s["precision"] if s["precision"] != "auto" else f"auto ({r['resolved_precision']})"
-        lines.append(f"| {k} | {s['sampling_steps']} | {prec} | {r['median_s'][k]:.1f} | "
-                     f"{', '.join(f'{v:.1f}' for v in r['seconds'][k])} |")
-    lines += ["", f"**Speed-up (median landed / median default): {r['speedup']:.2f}x**; running the sampler's "
-              f"chunks side by side (default vs one_at_a_time, the previous default): "
-              f"{r['side_by_side_gain']:.2f}x", "",
-              f"Profile of one restore with chunks one at a time ({p['seconds']:.1f} s): network forwards {p['network_s']:.1f} s "
-              f"({p['network_s'] / p['seconds']:.0%}), rest of the engine {p['engine_other_s']:.1f} s "
-              f"({p['engine_other_s'] / p['seconds']:.0%}), volume pipeline (slicing, pasting, fusion) "
-              f"{p['pipeline_s']:.1f} s ({p['pipeline_s'] / p['seconds']:.0%})."]
+        lines.append(f"| {op['batch']} | {op['precision']} | "
+                     + " | ".join(f"{v:.0%}" for v in op["share"].values()) + " |")
+    for r in rows["ratios"]:
+        lines += _ratio_lines(r)
     if rows.get("real"):
         q = rows["real"]
         total = q["fit_s"] + q["restore_s"]
@@ -292,12 +293,33 @@ def markdown(rows: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio_lines(r: dict) -> list[str]:
+    p = r["profile"]
+    planes = "both directions" if r["planes"] == "both" else f"{r['planes'].upper()} planes only"
+    lines = ["", f"Landed vs default, msdsr (preset {r['preset']}), input {r['shape_in']} -> 4x z, {planes}, "
+             f"{len(r['seconds']['landed'])} alternating runs each:", "",
+             "| setting | steps | precision | median s | runs s |", "|---|---:|---|---:|---|"]
+    for k, s in (("landed", r["landed"]), ("default", r["default"]), ("one_at_a_time", r["one_at_a_time"])):
+        prec = s["precision"] if s["precision"] != "auto" else f"auto ({r['resolved_precision']})"
+        lines.append(f"| {k} | {s['sampling_steps']} | {prec} | {r['median_s'][k]:.1f} | "
+                     f"{', '.join(f'{v:.1f}' for v in r['seconds'][k])} |")
+    lines += ["", f"**Speed-up (median landed / median default): {r['speedup']:.2f}x**; running the sampler's "
+              f"chunks side by side (default vs one_at_a_time): {r['side_by_side_gain']:.2f}x", "",
+              f"Profile of one restore with chunks one at a time ({p['seconds']:.1f} s): network forwards "
+              f"{p['network_s']:.1f} s ({p['network_s'] / p['seconds']:.0%}), rest of the engine "
+              f"{p['engine_other_s']:.1f} s ({p['engine_other_s'] / p['seconds']:.0%}), volume pipeline (slicing, "
+              f"pasting, fusion) {p['pipeline_s']:.1f} s ({p['pipeline_s'] / p['seconds']:.0%})."]
+    return lines
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="64,512,512", help="real-size input stack Z,Y,X (restored 4x in z); "
                     "'none' skips it")
-    ap.add_argument("--ratio-shape", default="64,96,96", help="stack for the landed-vs-default ratio")
+    ap.add_argument("--ratio-shape", default="64,96,96", help="stack for the landed-vs-default ratio (both directions)")
+    ap.add_argument("--ratio-real-planes", default="64,16,512",
+                    help="stack for the ratio at real plane size, restored along X only; 'none' skips it")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forwards")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_speed.md")))
@@ -313,15 +335,26 @@ def main(argv=None) -> int:
                     rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
                                                       channels_last=cl))
                 if label == "msdsr denoiser" and prec == "bfloat16":  # what the default restore does
-                    rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
-                                                      channels_last=True, side_by_side=True))
+                    for batch, h, w in ((8, 64, 256), (2, 256, 512)):
+                        if h == 256:
+                            rows["calls"].append(network_call(label, module, make, batch, h, w, prec, args.repeats,
+                                                              channels_last=True))
+                        rows["calls"].append(network_call(label, module, make, batch, h, w, prec, args.repeats,
+                                                          channels_last=True, fused=True))
+                        rows["calls"].append(network_call(label, module, make, batch, h, w, prec, args.repeats,
+                                                          channels_last=True, fused=True, side_by_side=True))
                 if args.compile and label == "msdsr denoiser":  # the hot network; compiles take minutes
                     rows["calls"].append(network_call(label, module, make, 8, 64, 256, prec, args.repeats,
                                                       compile_=True))
     eng = _perturbed(create_engine("msdsr"))
     module, make = _networks(eng)["msdsr denoiser"]
     rows["op_profile"] = [op_profile(module, make, 8, 64, 256, prec) for prec in ("float32", "bfloat16")]
-    rows["ratio"] = landed_vs_default([int(v) for v in args.ratio_shape.split(",")], args.repeats)
+    rows["op_profile"] += [op_profile(module, make, 1, 256, 512, "bfloat16", fused=f, channels_last=True)
+                           for f in (False, True)]
+    rows["ratios"] = [landed_vs_default([int(v) for v in args.ratio_shape.split(",")], args.repeats)]
+    if args.ratio_real_planes != "none":
+        rows["ratios"].append(landed_vs_default([int(v) for v in args.ratio_real_planes.split(",")], args.repeats,
+                                                planes="xz"))
     rows["real"] = real_size(shape) if shape else None
     rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     text = markdown(rows, "python benchmarks/bench_speed.py" + ("" if not argv else " " + " ".join(argv)))
