@@ -9,6 +9,7 @@ import torch
 
 from volsr import runtime
 from volsr.engines import create_engine
+from volsr.engines.base import RestoreOptions
 from volsr.errors import InputError
 from volsr.sampling import OutputGrid
 from volsr.volume import restore_volume
@@ -214,17 +215,38 @@ def test_log_line_names_device_dtype_and_batch(caplog, monkeypatch):
     eng = create_engine("msunet", preset="tiny")
     eng.trained = True
     vol = np.random.default_rng(0).random((1, 4, 24, 20)).astype(np.float32)
+    calls = []
+    eng.sampling_network.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     with caplog.at_level(logging.INFO, logger="volsr"):
         restore_volume(vol, OutputGrid(4, 3), eng, precision="bfloat16")
         restore_volume(vol, OutputGrid(4, 3), create_engine("linear"), batch_size=5)
     lines = [r.getMessage() for r in caplog.records if r.name == "volsr"]
     threads = torch.get_num_threads()
     threads_text = f"{threads} thread" + ("s" if threads != 1 else "")
+    assert calls == [24, 20]  # what the line says is what the network got: each slab fits one call
     assert lines == [
         f"restoring on cpu ({threads_text}), bfloat16 autocast, batch XZ 24 per network call, slabs of 24 planes; "
         "YZ 20 per network call, slabs of 20 planes (memory budget 3.0 GiB)",
         f"restoring on cpu ({threads_text}), float32, batch 5 planes",
     ]
+
+
+def test_log_line_says_when_a_basic_unet_call_is_split_side_by_side(caplog, monkeypatch):
+    monkeypatch.setattr(runtime, "available_memory", lambda device: 6 * GiB)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    eng = create_engine("msunet", preset="tiny")
+    eng.trained = True
+    calls = []
+    eng.sampling_network.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    vol = np.random.default_rng(0).random((1, 4, 8, 8)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="volsr"):
+        restore_volume(vol, OutputGrid(4, 3), eng, precision="bfloat16", planes="xz",
+                       options=RestoreOptions(batch_size=8))
+    lines = [r.getMessage() for r in caplog.records if r.name == "volsr"]
+    # 8 planes per call, shared by two calls at once (one per thread): 4 planes each
+    assert calls == [4, 4]
+    assert lines == ["restoring on cpu (2 threads), bfloat16 autocast, batch 4 per network call (2 at once, "
+                     "1 thread each), slabs of 8 planes (memory budget 3.0 GiB)"]
 
 
 def test_cli_infer_prints_the_log_line(tmp_path, capsys):

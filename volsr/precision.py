@@ -90,24 +90,35 @@ def channels_last(network: torch.nn.Module | None):
         network.to(memory_format=torch.contiguous_format)
 
 
+#: Fewest tokens per plane for which :func:`fused_attention` uses the fused kernel.
+FUSED_MIN_TOKENS = 1024
+
+
+def _choose_kernel(block: torch.nn.Module, args) -> None:
+    """Forward pre-hook: fused attention for ``(batch, tokens, channels)`` inputs with many tokens."""
+    block.use_flash_attention = args[0].shape[1] >= FUSED_MIN_TOKENS
+
+
 @contextlib.contextmanager
 def fused_attention(network: torch.nn.Module | None):
-    """Run ``network``'s MONAI self-attention blocks through ``scaled_dot_product_attention`` inside the block.
+    """Run ``network``'s MONAI self-attention through ``scaled_dot_product_attention`` inside the
+    block, for planes with at least :data:`FUSED_MIN_TOKENS` tokens.
 
     MONAI builds the DiffusionModelUNet's middle-block attention with the explicit
     (tokens x tokens) matrix unless asked otherwise; on real-sized planes (253x512: 2,048 tokens
-    at the bottom of the small preset) einsum, scaling and softmax over that matrix took a quarter
-    of a denoiser call, and the fused kernel made the call 1.2x faster in bfloat16 (same weights;
-    it changes the rounding, so the bit-exact ``float32`` mode keeps the blocks as built).
+    at the bottom of the small preset) einsum, scaling and softmax over that matrix took a fifth
+    of a denoiser call, and the fused kernel made the call 1.2x faster in bfloat16; at 1,024
+    tokens 1.1x, at 256-384 tokens no faster (``benchmarks/results_speed*.md``). Same weights;
+    it changes the rounding, so the bit-exact ``float32`` mode keeps the blocks as built.
     """
     blocks = [m for m in (network.modules() if network is not None else ()) if hasattr(m, "use_flash_attention")]
     before = [m.use_flash_attention for m in blocks]
-    for m in blocks:
-        m.use_flash_attention = True
+    hooks = [m.register_forward_pre_hook(_choose_kernel) for m in blocks]
     try:
         yield
     finally:
-        for m, flag in zip(blocks, before):
+        for m, flag, hook in zip(blocks, before, hooks):
+            hook.remove()
             m.use_flash_attention = flag
 
 

@@ -7,9 +7,11 @@ instance norm).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
+from ..concurrency import chunk_workers
 from ..config import check_choice
 from ..errors import VolsrError
 from ..models.padding import run_padded
@@ -111,11 +113,22 @@ class BasicUNetMemory:
     def bytes_per_pixel(self, height: int, width: int) -> float:
         return basic_unet_bytes_per_pixel(self.cfg.features)
 
-    def planes_per_call(self, height: int, width: int, options=None) -> int:
-        """Planes per network call: the user's ``batch_size``, else :func:`regression_planes`."""
+    def planes_per_call(self, height: int, width: int, options=None, workers: int = 1) -> int:
+        """Planes per network call: the user's ``batch_size``, else :func:`regression_planes`; shared
+        by ``workers`` calls running at once (what :func:`forward_padded` does with them)."""
         if options is not None and options.batch_size is not None:
-            return int(options.batch_size)
-        return regression_planes(self.device, self.cfg.features, height, width)
+            planes = int(options.batch_size)
+        else:
+            planes = regression_planes(self.device, self.cfg.features, height, width)
+        return max(1, planes // max(1, int(workers)))
+
+    def chunks_side_by_side(self, height: int, width: int, n_planes: int, options=None) -> int:
+        """Calls at once for ``n_planes`` planes, as :func:`forward_padded` splits them: the planes of
+        one call shared by :func:`chunk_workers` calls (1 when they still fit in one call)."""
+        workers = chunk_workers(self.device, int(n_planes))
+        if workers > 1:
+            workers = min(workers, math.ceil(int(n_planes) / self.planes_per_call(height, width, options, workers)))
+        return workers
 
 
 def unet_presets(paper_setting: dict) -> dict[str, dict]:
