@@ -166,6 +166,8 @@ def build(label: str, data: KindData, args, prior=None) -> tuple:
     from volsr.engines import get_engine_class
 
     name, overrides = VARIANTS[label]
+    if name == "brainsr":
+        overrides = {**dict(args.brainsr_set), **overrides}
     if not get_engine_class(name).capabilities.learned:
         return volsr.create_engine(name, device=args.device), None
     kw = {"preset": args.preset} if args.preset else {}
@@ -367,6 +369,8 @@ def parse_args(argv):
                     help="brainsr-l2 on brainsr's frozen autoencoder + denoiser, training only its noise predictor "
                          "for brainsr's NP-stage share of the budget (shared, the paper's ablation; default), or "
                          "a whole fit of its own (separate)")
+    ap.add_argument("--brainsr-set", action="append", default=[], type=_setting, metavar="KEY=VALUE",
+                    help="a config setting for the brainsr rows (repeatable; JSON values), e.g. lambda_ae_adv=0.1")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_2d.md"),
                     help="Markdown output; .json and .png go next to it")
@@ -398,6 +402,16 @@ def _worker_threads(n: int) -> None:
 
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main(argv=None) -> int:

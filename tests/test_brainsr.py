@@ -150,6 +150,8 @@ def test_pretrained_parts_load_freeze_and_refuse_misfits(tmp_path):
     ({"fft_patch": 0}, "fft_patch"),
     ({"fft_patch": 16, "crop": 32}, "smaller than fft_patch"),
     ({"kl_weight": 2.0}, "kl_weight"),
+    ({"lambda_ae_adv": -0.1}, "lambda_ae_adv"),
+    ({"ae_adv_start": -1}, "ae_adv_start"),
     ({"t_star": 1000}, "t_star"),
     ({"ae_channels": (8, 16)}, "ae_channels"),
     ({"ae_norm_groups": 3}, "ae_norm_groups"),
@@ -183,6 +185,26 @@ def test_adversarial_term_after_its_delay_and_paper_preset_config():
     cfg = BrainSREngine.make_config(preset="paper")
     assert (cfg.lambda_adv, cfg.lambda_fft, cfg.lambda_perceptual, cfg.lambda_l2) == (0.08, 0.4, 0.7, 0.0)
     assert (cfg.fft_patch, cfg.fft_stride) == (4, 2)
+
+
+def test_autoencoder_adversarial_term_trains_with_the_autoencoder_after_its_warm_up():
+    eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2), lambda_ae_adv=0.1, ae_adv_start=1)
+    assert [s.parts for s in eng.training_stages()][0] == ("autoencoder", "ae_discriminator")
+    eng.training_stage = "autoencoder"
+    hr = torch.rand(2, 1, 32, 32)
+    disc, ae = eng.network["ae_discriminator"], eng.network["autoencoder"]
+    eng.training_loss(hr, None).backward()  # step 0: warm-up, L1 + KL only
+    assert all(p.grad is None for p in disc.parameters()) and int(disc.steps) == 1
+    for p in ae.parameters():
+        p.grad = None
+    with_adv = eng.training_loss(hr, None)
+    with_adv.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in disc.parameters())
+    assert torch.isfinite(with_adv) and int(disc.steps) == 2
+    # off by default, and no part to train when the autoencoder is pretrained and frozen
+    assert "ae_discriminator" not in BrainSREngine(preset="tiny").network
+    frozen_ae = BrainSREngine(preset="tiny", lambda_ae_adv=0.1, freeze=("autoencoder",))
+    assert "ae_discriminator" not in [p.name for p in frozen_ae.trainable_parts()]
 
 
 # -- staged fit ----------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ any modality, within one fit:
 ``autoencoder``
     :class:`monai.networks.nets.AutoencoderKL` (2D, ``latent_channels=4``, three levels, i.e.
     4x spatial downsampling; the paper's SD VAE downsamples 8x). Loss: L1 reconstruction +
-    ``kl_weight`` x KL. Latents are divided by their running standard deviation (buffer
+    ``kl_weight`` x KL, and optionally (``lambda_ae_adv`` > 0, default off) ``lambda_ae_adv`` x a
+    least-squares patch-adversarial term on the decoded image (a MONAI ``PatchDiscriminator``,
+    part ``ae_discriminator``, trained with the autoencoder) from autoencoder step
+    ``ae_adv_start`` on: an L1-trained autoencoder loses the fine texture (its radial spectrum
+    falls 10-100x below HR's above 0.25 cycles/px in ``benchmarks/results_2d*.png``), and a
+    pretrained VAE such as SD's keeps it with a perceptual and an adversarial term. Latents are divided by their running standard deviation (buffer
     ``latent_std``; a fixed ``latent_scale`` for pretrained VAEs such as SD's 0.18215), so the
     diffusion model sees unit-variance latents, as in latent diffusion.
 ``denoiser``
@@ -53,7 +58,7 @@ multi-scale features of a network trained on this very modality, the role VGG/Al
 features play in LPIPS; ``perceptual='pixel'`` is the L1 between the decoded image and the HR
 image. ``lambda_adv`` x a least-squares patch-adversarial term on latents (MONAI
 ``PatchDiscriminator`` + ``PatchAdversarialLoss``, paper 0.08) from step ``adv_start`` on;
-default off on CPU (``paper`` preset: on). The autoencoder has no adversarial term.
+default off on CPU (``paper`` preset: on).
 
 Tasks: ``degradation.kind`` 'isotropic' (``volsr train --task upscale``: LR = blur +
 downsample, bicubic up) or 'rows' (z restoration through ``volsr infer``: LR = linear
@@ -115,6 +120,8 @@ class BrainSRConfig(TrainableConfig):
     ae_norm_groups: int = 8
     ae_attention: bool = False
     kl_weight: float = 1e-6
+    lambda_ae_adv: float = 0.0
+    ae_adv_start: int = 500
     latent_scale: float | None = None
     ae_lr: float | None = None
     # latent denoiser (MONAI DiffusionModelUNet) and its schedule
@@ -164,6 +171,8 @@ class BrainSRConfig(TrainableConfig):
                               f"{list(ch)}")
         _check_bool("ae_attention", self.ae_attention)
         check_number("kl_weight", self.kl_weight, 0, 1)
+        check_number("lambda_ae_adv", self.lambda_ae_adv, 0, 100)
+        check_int("ae_adv_start", self.ae_adv_start, 0)
         if self.latent_scale is not None:
             check_number("latent_scale", self.latent_scale, 0, lo_open=True)
         dc = self.denoiser_channels
@@ -316,16 +325,22 @@ class BrainSREngine(LearnedEngine):
             parts["discriminator"] = PatchDiscriminator(
                 spatial_dims=2, channels=int(c.disc_channels), in_channels=LATENT_CHANNELS, num_layers_d=2, kernel_size=3,
                 norm="BATCH")
+        if c.lambda_ae_adv > 0:  # on images: three stride-2 layers, 8x8 patches of a 64-px crop
+            parts["ae_discriminator"] = PatchDiscriminator(
+                spatial_dims=2, channels=int(c.disc_channels), in_channels=int(c.channels), num_layers_d=3,
+                kernel_size=4, norm="BATCH")
+            parts["ae_discriminator"].register_buffer("steps", torch.zeros((), dtype=torch.long))
         return torch.nn.ModuleDict(parts)
 
     def trainable_parts(self) -> list[TrainablePart]:
         c = self.cfg
         lrs = {"autoencoder": c.ae_lr, "denoiser": c.denoiser_lr, "noise_predictor": c.np_lr,
-               "discriminator": c.np_lr}
+               "discriminator": c.np_lr, "ae_discriminator": c.ae_lr}
         decays = {"noise_predictor": c.np_ema_decay}
         return [TrainablePart(k, self.network[k], self.ema[k], float(lrs[k] or c.lr),
                               float(decays.get(k) or c.ema_decay))
-                for k in (*PARTS, "discriminator") if k in self.network and k not in c.freeze]
+                for k in (*PARTS, "discriminator", "ae_discriminator") if k in self.network
+                and k not in c.freeze and not (k == "ae_discriminator" and "autoencoder" in c.freeze)]
 
     def rebuild(self, cfg) -> None:
         super().rebuild(cfg)
@@ -496,7 +511,8 @@ class BrainSREngine(LearnedEngine):
         total, done, out = sum(w for _, w in spans), 0.0, []
         for name, w in spans:
             done += w / total
-            parts = (name, "discriminator") if name == "noise_predictor" and "discriminator" in trained else (name,)
+            helper = {"noise_predictor": "discriminator", "autoencoder": "ae_discriminator"}.get(name)
+            parts = (name, helper) if helper in trained else (name,)
             out.append(TrainingStage(name, parts, 1.0 if name == spans[-1][0] else done))
         return tuple(out)
 
@@ -517,7 +533,10 @@ class BrainSREngine(LearnedEngine):
             mu, sigma = ae.encode(hr)
             z = mu + sigma * torch.randn(mu.shape, generator=generator, device=hr.device, dtype=mu.dtype)
             kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 2 * sigma.clamp(min=1e-12).log() - 1).flatten(1).sum(1).mean()
-            total = total + (ae.decode(z) - hr).abs().mean() + c.kl_weight * kl
+            rec = ae.decode(z)
+            total = total + (rec - hr).abs().mean() + c.kl_weight * kl
+            if "ae_discriminator" in net:
+                total = total + self._ae_adversarial_loss(net["ae_discriminator"], rec, hr)
             mu_hr = mu.detach()
         elif self._trains("denoiser") or self._trains("noise_predictor"):
             with torch.no_grad():
@@ -533,6 +552,23 @@ class BrainSREngine(LearnedEngine):
         if self._trains("noise_predictor"):
             total = total + self._noise_predictor_loss(net, z_hr, lr_img, hr, generator)
         return total
+
+    def _ae_adversarial_loss(self, disc: torch.nn.Module, rec: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """``lambda_ae_adv`` x the decoder's least-squares adversarial term + the discriminator's own
+        loss (HR real, detached reconstructions fake), from autoencoder step ``ae_adv_start`` on."""
+        from monai.losses import PatchAdversarialLoss
+
+        on = int(disc.steps) >= self.cfg.ae_adv_start
+        if disc.training:
+            disc.steps.add_(1)
+        if not on:
+            return rec.new_zeros(())
+        adv = PatchAdversarialLoss(criterion="least_squares")
+        with frozen(disc):
+            gen_loss = adv(disc(rec)[-1], target_is_real=True, for_discriminator=False)
+        disc_loss = 0.5 * (adv(disc(rec.detach())[-1], target_is_real=False, for_discriminator=True)
+                           + adv(disc(hr)[-1], target_is_real=True, for_discriminator=True))
+        return self.cfg.lambda_ae_adv * gen_loss + disc_loss
 
     def _measures_latent_std(self) -> bool:
         """The latent scale is measured while the autoencoder trains, or (a pretrained, frozen one
