@@ -13,7 +13,9 @@ any modality, within one fit:
     part ``ae_discriminator``, trained with the autoencoder) from autoencoder step
     ``ae_adv_start`` on: an L1-trained autoencoder loses the fine texture (its radial spectrum
     falls 10-100x below HR's above 0.25 cycles/px in ``benchmarks/results_2d*.png``), and a
-    pretrained VAE such as SD's keeps it with a perceptual and an adversarial term. Latents are divided by their running standard deviation (buffer
+    pretrained VAE such as SD's keeps it with a perceptual and an adversarial term. Measured at
+    MONAI's tutorial weight 0.01 in a 15-minute CPU fit it did not lower the autoencoder's
+    spectrum error (``benchmarks/results_2d_aeadv.md``), hence off by default. Latents are divided by their running standard deviation (buffer
     ``latent_std``; a fixed ``latent_scale`` for pretrained VAEs such as SD's 0.18215), so the
     diffusion model sees unit-variance latents, as in latent diffusion.
 ``denoiser``
