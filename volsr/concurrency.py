@@ -17,6 +17,7 @@ a time, exactly as before (:func:`volsr.precision.exact_arithmetic`).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from .precision import exact_arithmetic
 
 T = TypeVar("T")
 
-__all__ = ["chunk_workers", "run_side_by_side"]
+__all__ = ["chunk_workers", "split_side_by_side", "run_side_by_side"]
 
 #: More workers than this are not used: measured only on 2 cores; beyond 8 a chunk's own
 #: intra-op threads (the cores left per worker) are the better use of a large machine.
@@ -44,6 +45,15 @@ def chunk_workers(device: str | torch.device, n_chunks: int, threads: int | None
         return 1
     threads = torch.get_num_threads() if threads is None else int(threads)
     return max(1, min(int(n_chunks), threads, MAX_WORKERS))
+
+
+def split_side_by_side(device: str | torch.device, n_planes: int, per_call: int) -> tuple[int, int]:
+    """(planes per call, calls at once) for ``n_planes`` planes that one at a time would go
+    ``per_call`` to a call: the same memory shared by :func:`chunk_workers` calls, and 1 call at
+    once when the planes still fit in one."""
+    workers = chunk_workers(device, n_planes)
+    per = max(1, int(per_call) // workers)
+    return per, min(workers, math.ceil(int(n_planes) / per))
 
 
 def _caller_state(device_type: str) -> dict[str, Any]:

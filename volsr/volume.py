@@ -218,7 +218,7 @@ def _log_batches(engine: Engine, grid: OutputGrid, sizes: dict[str, tuple[int, i
         slab = min(slab, n)
         with inference_context(engine.device, precision):  # side by side only outside the bit-exact mode
             workers = engine.chunks_side_by_side(grid.n_out, cols, slab, opts)
-        call = engine.planes_per_call(grid.n_out, cols, opts, **({"workers": workers} if workers > 1 else {}))
+        call = engine.planes_per_call(grid.n_out, cols, opts, workers=workers)
         network = network or call is not None
         each = max(1, torch.get_num_threads() // workers)
         side = f" ({workers} at once, {each} thread{'s' if each > 1 else ''} each)" if workers > 1 else ""

@@ -315,7 +315,8 @@ class Engine:
         """
         return 0.0
 
-    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None) -> int | None:
+    def planes_per_call(self, height: int, width: int, options: RestoreOptions | None = None,
+                        workers: int = 1) -> int | None:
         """Planes of ``height`` x ``width`` per network call (what the pipeline logs); None: no network.
 
         Engines with a network return ``options.batch_size`` when set, else their default

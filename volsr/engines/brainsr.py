@@ -327,7 +327,7 @@ class BrainSREngine(LearnedEngine):
             parts["discriminator"] = PatchDiscriminator(
                 spatial_dims=2, channels=int(c.disc_channels), in_channels=LATENT_CHANNELS, num_layers_d=2, kernel_size=3,
                 norm="BATCH")
-        if c.lambda_ae_adv > 0:  # on images: three stride-2 layers, 8x8 patches of a 64-px crop
+        if c.lambda_ae_adv > 0 and "autoencoder" not in c.freeze:  # on images: 8x8 patches of a 64-px crop
             parts["ae_discriminator"] = PatchDiscriminator(
                 spatial_dims=2, channels=int(c.disc_channels), in_channels=int(c.channels), num_layers_d=3,
                 kernel_size=4, norm="BATCH")
@@ -341,8 +341,7 @@ class BrainSREngine(LearnedEngine):
         decays = {"noise_predictor": c.np_ema_decay}
         return [TrainablePart(k, self.network[k], self.ema[k], float(lrs[k] or c.lr),
                               float(decays.get(k) or c.ema_decay))
-                for k in (*PARTS, "discriminator", "ae_discriminator") if k in self.network
-                and k not in c.freeze and not (k == "ae_discriminator" and "autoencoder" in c.freeze)]
+                for k in (*PARTS, "discriminator", "ae_discriminator") if k in self.network and k not in c.freeze]
 
     def rebuild(self, cfg) -> None:
         super().rebuild(cfg)

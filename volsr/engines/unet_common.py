@@ -7,11 +7,10 @@ instance norm).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
-from ..concurrency import chunk_workers
+from ..concurrency import split_side_by_side
 from ..config import check_choice
 from ..errors import VolsrError
 from ..models.padding import run_padded
@@ -123,12 +122,9 @@ class BasicUNetMemory:
         return max(1, planes // max(1, int(workers)))
 
     def chunks_side_by_side(self, height: int, width: int, n_planes: int, options=None) -> int:
-        """Calls at once for ``n_planes`` planes, as :func:`forward_padded` splits them: the planes of
-        one call shared by :func:`chunk_workers` calls (1 when they still fit in one call)."""
-        workers = chunk_workers(self.device, int(n_planes))
-        if workers > 1:
-            workers = min(workers, math.ceil(int(n_planes) / self.planes_per_call(height, width, options, workers)))
-        return workers
+        """Calls at once for ``n_planes`` planes, as :func:`forward_padded` splits them
+        (:func:`volsr.concurrency.split_side_by_side`)."""
+        return split_side_by_side(self.device, int(n_planes), self.planes_per_call(height, width, options))[1]
 
 
 def unet_presets(paper_setting: dict) -> dict[str, dict]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..concurrency import chunk_workers, run_side_by_side
+from ..concurrency import run_side_by_side, split_side_by_side
 
 __all__ = ["padded_side", "pad_to_multiple", "run_padded"]
 
@@ -52,9 +52,8 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
     if chunk_pixels is None:
         out = fn(xp)
     else:
-        per = max(1, int(chunk_pixels) // (xp.shape[-2] * xp.shape[-1]))
-        workers = chunk_workers(x.device, n) if side_by_side else 1
-        if workers > 1:  # the same memory, held by `workers` calls at once
-            per = max(1, per // workers)
+        per, workers = max(1, int(chunk_pixels) // (xp.shape[-2] * xp.shape[-1])), 1
+        if side_by_side:  # the same memory, held by `workers` calls at once
+            per, workers = split_side_by_side(x.device, n, per)
         out = torch.cat(run_side_by_side(fn, [xp[i:i + per] for i in range(0, n, per)], workers, x.device.type))
     return out[:, :, :h, :w]
