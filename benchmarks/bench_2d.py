@@ -4,10 +4,10 @@ Not a test. For each kind of 2D data, train every learned engine on high-resolut
 images through the public API (``volsr.create_engine(name, degradation=IsotropicDegradation(scale=4))``
 + ``engine.fit(..., minutes=M)``), make the LR test images with the *same* degradation object
 (Gaussian blur sigma 1.5, keep every 4th pixel), upscale each whole LR test image with
-:func:`volsr.upscaling.upscale` as a user would (``output_dtype='float32'``, clipped to [0, 1]; one
+:func:`volsr.api.upscale` as a user would (``output_dtype='float32'``, clipped to [0, 1]; one
 call per image, so its intensity normalisation sees the whole image, not a 32-px tile), cut the
 result and the HR image into the same ``tile`` x ``tile`` tiles and score them with
-:mod:`volsr.evaluation_2d`.
+:mod:`volsr.evaluation`.
 
 Kinds (all obtainable offline; scikit-image's ``skin`` and ``brain`` need a download, so they are
 not used):
@@ -43,7 +43,7 @@ radial-power-spectrum difference to HR, z-scored images, Hann window, orthonorma
 shaving 4 px (the scale) from every tile border, averaged over the test tiles; for engines with a
 latent autoencoder also the spectrum error against "HR-latent" (the HR tiles through the engine's
 own autoencoder: the best a latent model can give back, the paper's reference) and that
-autoencoder's PSNR. **s / 512 tile**: wall seconds for ``volsr.upscaling.upscale`` to turn one
+autoencoder's PSNR. **s / 512 tile**: wall seconds for ``volsr.api.upscale`` to turn one
 128x128 LR input into a 512x512 output (normalisation, padding, the engine; one warm-up call, then
 the median of ``--timing-repeats``).
 
@@ -162,8 +162,8 @@ def build(label: str, data: KindData, args, prior=None) -> tuple:
     prior); its noise predictor then trains for the share of the budget Brain-SR's NP stage had.
     """
     import volsr
-    from volsr.degrade import IsotropicDegradation
     from volsr.engines import get_engine_class
+    from volsr.training.degrade import IsotropicDegradation
 
     name, overrides = VARIANTS[label]
     if name == "brainsr":
@@ -194,8 +194,8 @@ def _to_file_layout(chw: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def upscale_images(eng, lr: np.ndarray, args) -> np.ndarray:
-    """Every LR image (N, C, h, w) through ``volsr.upscaling.upscale``, clipped to [0, 1]."""
-    from volsr.upscaling import upscale
+    """Every LR image (N, C, h, w) through ``volsr.api.upscale``, clipped to [0, 1]."""
+    from volsr.api import upscale
 
     out = []
     for chw in lr:
@@ -207,7 +207,7 @@ def upscale_images(eng, lr: np.ndarray, args) -> np.ndarray:
 
 def seconds_per_tile(eng, channels: int, args) -> float:
     """Median wall seconds of ``upscale`` from a 128x128 LR input to a 512x512 output (after one warm-up)."""
-    from volsr.upscaling import upscale
+    from volsr.api import upscale
 
     lr = np.random.default_rng(args.seed).random((channels, 128, 128)).astype(np.float32)
     arr, axes = _to_file_layout(lr)
@@ -222,8 +222,8 @@ def seconds_per_tile(eng, channels: int, args) -> float:
 def run_kind(kind: str, labels: list[str], args) -> dict:
     import torch
 
-    from volsr.degrade import IsotropicDegradation
-    from volsr.evaluation_2d import autoencoded, psnr_y, rps, rps_curves, score_2d, spectrum_error_2d
+    from volsr.evaluation import autoencoded, psnr_y, rps, rps_curves, score_2d, spectrum_error_2d
+    from volsr.training.degrade import IsotropicDegradation
 
     data = kind_data(kind, args)
     lr_images = IsotropicDegradation(scale=SCALE)(torch.from_numpy(data.test)).numpy()
@@ -317,7 +317,7 @@ def markdown(results: list[dict], command: str, args, env: dict, figure: str) ->
              "test tiles. Spectrum error: RMS difference of the log10 radial power spectra (z-scored tiles, Hann "
              "window, orthonormal FFT) to HR, in decades (0 = the HR texture). *vs HR-latent*: the same against "
              "the HR tiles passed through the engine's own autoencoder, which Brain-SR can at best reproduce; "
-             "*AE PSNR*, *AE spectrum error*: that autoencoder's PSNR and spectrum error against HR. *s / 512 tile*: seconds for `volsr.upscaling.upscale` to make one "
+             "*AE PSNR*, *AE spectrum error*: that autoencoder's PSNR and spectrum error against HR. *s / 512 tile*: seconds for `volsr.api.upscale` to make one "
              "512x512 output from a 128x128 input (median after a warm-up).", ""]
     cols = [("psnr", 2), ("ssim", 4), ("spectrum_error", 3), ("spectrum_error_vs_latent", 3), ("hr_latent_psnr", 2),
             ("hr_latent_spectrum_error", 3), ("train_minutes", 1), ("train_steps", 0), ("s_per_512_tile", 2)]
@@ -341,7 +341,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from volsr.evaluation_2d import plot_rps
+    from volsr.evaluation import plot_rps
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
@@ -395,7 +395,7 @@ def parse_args(argv):
 
 
 def _worker_threads(n: int) -> None:
-    """A worker's thread count; volsr's fit honours OMP_NUM_THREADS (:func:`volsr.runtime.configure_threads`)."""
+    """A worker's thread count; volsr's fit honours OMP_NUM_THREADS (:func:`volsr.runtime.hardware.configure_threads`)."""
     import os
 
     import torch

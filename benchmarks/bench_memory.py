@@ -1,6 +1,6 @@
 """Benchmark: peak host memory of one inference forward pass per input pixel (CPU).
 
-Not a test. Justifies the activation-memory estimates of :mod:`volsr.runtime` and the
+Not a test. Justifies the activation-memory estimates of :mod:`volsr.runtime.hardware` and the
 engines' ``bytes_per_pixel``: for each network (MSDSR's DiffusionModelUNet presets, the
 BasicUNet presets of MS-UNet / MSDSR's stage 1) a fresh subprocess builds the network, runs a
 warm-up forward on one 32x32 plane, then one forward under ``torch.inference_mode`` on a
@@ -8,7 +8,7 @@ batch of ``--batch`` planes of ``--side`` x ``--side``; the peak RSS growth of t
 (``ru_maxrss``), divided by the input pixels, is the measured bytes per pixel. Next to it the
 estimate volsr plans with (:func:`volsr.engines.msdsr.denoiser_bytes_per_pixel`,
 :func:`volsr.engines.unet_common.basic_unet_bytes_per_pixel`, both from
-:func:`volsr.runtime.unet_bytes_per_pixel`). RSS growth is coarse (allocator caching,
+:func:`volsr.runtime.hardware.unet_bytes_per_pixel`). RSS growth is coarse (allocator caching,
 oneDNN scratch space), which is why the estimate keeps a margin.
 
 Usage::

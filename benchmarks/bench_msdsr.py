@@ -2,7 +2,7 @@
 
 Not a test. For each engine, in its own process (so peak RSS is per engine): fit time
 (learned engines fit self-supervised on the input's XY planes, as ``volsr infer`` does by
-default), restore time through the real pipeline (:func:`volsr.volume.restore_volume`,
+default), restore time through the real pipeline (:func:`volsr.pipeline.volume.restore_volume`,
 both directions, mean fusion), peak RSS, PSNR/SSIM of XZ and YZ planes against the ground
 truth on the unknown (restored) planes, and the radial-spectrum error of XZ planes: the RMS
 difference (decades of power) between the mean log radial spectra of XZ tiles of the result
@@ -39,9 +39,9 @@ def run_engine(name: str, kind: str, shape, factor: int, seed: int, fit_minutes:
     import numpy as np
 
     from volsr.engines import create_engine
+    from volsr.grid import OutputGrid
     from volsr.normalize import PercentileNormalizer
     from volsr.samples import isotropic_volume, subsample_z
-    from volsr.sampling import OutputGrid
 
     gt = isotropic_volume(tuple(shape), seed=seed, kind=kind)
     low = subsample_z(gt, factor)
@@ -84,7 +84,7 @@ def _restore_and_score(eng, x, truth, grid, seed, row) -> None:
     import torch
 
     from volsr.metrics import paired_metrics, spectrum_error
-    from volsr.volume import restore_volume
+    from volsr.pipeline.volume import restore_volume
 
     t0 = time.perf_counter()
     with torch.no_grad():

@@ -154,9 +154,9 @@ def run_kind(kind: str, specs: list[tuple[str, str, dict]], args) -> dict:
 
     import volsr
     from volsr.engines import get_engine_class
+    from volsr.grid import OutputGrid
     from volsr.metrics import reference_stats
     from volsr.samples import isotropic_volume, subsample_z
-    from volsr.sampling import OutputGrid
 
     shape = tuple(args.shape)
     t0 = time.perf_counter()

@@ -43,12 +43,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from volsr import concurrency
-from volsr.concurrency import run_side_by_side
 from volsr.engines import create_engine
-from volsr.precision import fused_attention, inference_context, resolve_precision
-from volsr.sampling import OutputGrid
-from volsr.volume import restore_volume
+from volsr.grid import OutputGrid
+from volsr.pipeline.volume import restore_volume
+from volsr.runtime import concurrency
+from volsr.runtime.concurrency import run_side_by_side
+from volsr.runtime.precision import fused_attention, inference_context, resolve_precision
 
 FACTOR = 4
 LANDED = {"sampling_steps": 10, "precision": "float32"}
@@ -96,8 +96,8 @@ def _call(module, args):
 def network_call(label, module, make, batch, h, w, precision, repeats, *, channels_last=False, compile_=False,
                  side_by_side=False, fused=False) -> dict:
     """FLOPs and median time of one forward on (batch, C, h, w); ``side_by_side``: its two halves as
-    two calls at once, one thread each (:mod:`volsr.concurrency`); ``fused``: self-attention through
-    SDPA (:func:`volsr.precision.fused_attention`, what ``precision='auto'`` does)."""
+    two calls at once, one thread each (:mod:`volsr.runtime.concurrency`); ``fused``: self-attention through
+    SDPA (:func:`volsr.runtime.precision.fused_attention`, what ``precision='auto'`` does)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     module.eval()

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import FACTOR, _json_safe, score  # noqa: E402
 
 import volsr  # noqa: E402
+from volsr.grid import OutputGrid  # noqa: E402
 from volsr.metrics import reference_stats  # noqa: E402
 from volsr.samples import isotropic_volume, subsample_z  # noqa: E402
-from volsr.sampling import OutputGrid  # noqa: E402
 
 SWEEP = {  # label -> restore options on the two-stage model
     "2stage realism 0": {"realism": 0.0},

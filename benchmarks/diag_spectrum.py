@@ -84,11 +84,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from volsr.engines import create_engine
+    from volsr.grid import OutputGrid
     from volsr.metrics import axis_spectra, paired_metrics
     from volsr.normalize import PercentileNormalizer
+    from volsr.pipeline.volume import restore_volume
     from volsr.samples import isotropic_volume, subsample_z
-    from volsr.sampling import OutputGrid
-    from volsr.volume import restore_volume
 
     shape = tuple(int(v) for v in args.shape.split(","))
     gt = isotropic_volume(shape, seed=args.seed, kind=args.kind)

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             print(f"step {done}/{total} loss {info.get('loss', float('nan')):.4f}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    from volsr.data import PlaneData
+    from volsr.training.planes import PlaneData
 
     data = PlaneData(vols, crop=int(eng.cfg["crop"]), names=names)
     report = eng.fit(data, steps=args.steps, minutes=None if args.steps else args.minutes,

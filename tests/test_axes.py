@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volsr.axes import canonical_shape, default_axes, from_canonical, parse_axes, to_canonical
 from volsr.errors import InputError
+from volsr.io import canonical_shape, default_axes, from_canonical, parse_axes, to_canonical
 
 # axes string, array shape, expected canonical shape
 CASES = [

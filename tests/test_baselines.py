@@ -10,7 +10,7 @@ from volsr.engines.e2e_unet import E2EUNetEngine, subdivision_plan
 from volsr.engines.msunet import MSUNetEngine
 from volsr.engines.unet_common import forward_padded as run_padded
 from volsr.errors import InputError, VolsrError
-from volsr.sampling import OutputGrid
+from volsr.grid import OutputGrid
 
 
 def tiny(name="msunet", **kw):

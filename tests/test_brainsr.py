@@ -5,15 +5,15 @@ import pytest
 import torch
 
 import volsr
+from volsr.api import upscale
 from volsr.cli import main
 from volsr.config import ConfigError
-from volsr.degrade import IsotropicDegradation
 from volsr.engines.brainsr import BrainSREngine
 from volsr.errors import ModelFileError
-from volsr.losses import fft_patch_loss, patch_spectra
-from volsr.sampling import OutputGrid
-from volsr.upscaling import upscale
-from volsr.volume import restore_volume
+from volsr.grid import OutputGrid
+from volsr.pipeline.volume import restore_volume
+from volsr.training.degrade import IsotropicDegradation
+from volsr.training.losses import fft_patch_loss, patch_spectra
 
 FIT = dict(steps=3, batch_size=2)  # one step per stage (autoencoder, denoiser, noise predictor)
 
@@ -247,7 +247,7 @@ def test_stages_skip_frozen_parts_and_joint_fit_is_one_stage():
 
 def test_stage_plan_locates_fractions():
     from volsr.engines.learned import TrainingStage
-    from volsr.train import StagePlan
+    from volsr.training.loop import StagePlan
 
     plan = StagePlan([TrainingStage("a", ("a",), 0.25), TrainingStage("b", ("b",), 1.0)])
     assert plan.locate(0.0) == (0, 0.0) and plan.locate(0.125) == (0, 0.5) and plan.locate(0.625) == (1, 0.5)

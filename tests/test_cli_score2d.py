@@ -9,7 +9,7 @@ import tifffile
 from scipy.ndimage import gaussian_filter
 
 from volsr.cli import main
-from volsr.evaluation_2d import psnr_y, score_2d
+from volsr.evaluation import psnr_y, score_2d
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_bad_input_gets_one_line_and_writes_nothing(images, tmp_path, capsys, ca
 def brainsr_model(tmp_path_factory):
     """A tiny RGB brainsr model (3 steps): its autoencoder is what --model needs, its quality is not."""
     import volsr
-    from volsr.degrade import IsotropicDegradation
+    from volsr.training.degrade import IsotropicDegradation
 
     rng = np.random.default_rng(1)
     rgb = np.clip(0.5 + 0.8 * gaussian_filter(rng.normal(size=(3, 1, 64, 64)), (0, 0, 1, 1)), 0, 1)
@@ -124,7 +124,7 @@ def brainsr_model(tmp_path_factory):
 
 def test_model_adds_the_hr_latent_curve_and_scores(images, brainsr_model, tmp_path, capsys):
     from volsr import load_engine
-    from volsr.evaluation_2d import autoencoded
+    from volsr.evaluation import autoencoded
 
     paths, rgb, _ = images
     out_json = tmp_path / "s.json"

@@ -1,4 +1,4 @@
-"""Chunks side by side on the CPU (volsr.concurrency) and the sampler running them."""
+"""Chunks side by side on the CPU (volsr.runtime.concurrency) and the sampler running them."""
 
 import threading
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from volsr.concurrency import chunk_workers, run_side_by_side
+from volsr.diffusion.sampler import DenoiserInput, MaskedSliceSampler
+from volsr.diffusion.schedule import sampling_scheduler
 from volsr.errors import Cancelled
 from volsr.models import build_diffusion_unet, size_multiple
 from volsr.models.padding import run_padded
-from volsr.models.schedule import sampling_scheduler
-from volsr.precision import exact_arithmetic, inference_context
-from volsr.sampler import DenoiserInput, MaskedSliceSampler
+from volsr.runtime.concurrency import chunk_workers, run_side_by_side
+from volsr.runtime.precision import exact_arithmetic, inference_context
 
 CPU = torch.device("cpu")
 

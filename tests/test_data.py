@@ -6,8 +6,8 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
-from volsr.data import PlaneData, PlaneTriplets, as_plane_data, as_triplet_data, read_image_2d
 from volsr.errors import InputError, VolsrError
+from volsr.training.planes import PlaneData, PlaneTriplets, as_plane_data, as_triplet_data, read_image_2d
 
 
 def texture(shape, seed=0, sigma=1.5):

@@ -15,9 +15,9 @@ from volsr.config import ConfigError
 from volsr.engines import create_engine, get_engine_class, list_engines, load_engine, register_engine
 from volsr.engines.base import Capabilities, Engine, RestoreOptions
 from volsr.errors import VolsrError
-from volsr.inplane import upscale_volume
-from volsr.sampling import OutputGrid, VolumeGrid
-from volsr.volume import restore_volume
+from volsr.grid import OutputGrid, VolumeGrid
+from volsr.pipeline.inplane import upscale_volume
+from volsr.pipeline.volume import restore_volume
 
 
 @register_engine
@@ -104,7 +104,7 @@ def test_restore_volume_writes_into_out_and_slab_order_does_not_matter():
 
 
 def test_msdsr_sampling_defaults_and_old_model_files_keep_theirs(tmp_path):
-    from volsr.models.schedule import sampling_timesteps
+    from volsr.diffusion.schedule import sampling_timesteps
 
     eng = create_engine("msdsr", preset="tiny")
     assert (eng.cfg.sampling_steps, eng.cfg.timestep_spacing, eng.cfg.realism) == (4, "quadratic", 0.53)

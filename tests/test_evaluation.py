@@ -158,7 +158,7 @@ def test_cli_score(hr, hr_file, tmp_path, capsys):
 
 
 def test_add_parsers_on_a_local_parser():
-    from volsr.cli_eval import add_parsers, cmd_eval, cmd_score
+    from volsr.cli.evaluate import add_parsers, cmd_eval, cmd_score
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="cmd"))
@@ -171,7 +171,7 @@ def test_add_parsers_on_a_local_parser():
 def test_load_reference_folder(tmp_path, hr):
     from skimage.io import imsave
 
-    from volsr.cli_eval import load_reference
+    from volsr.cli.evaluate import load_reference
 
     img = (np.clip((hr[0] - hr.min()) / np.ptp(hr), 0, 1) * 255).astype(np.uint8)
     imsave(tmp_path / "a.png", img, check_contrast=False)
@@ -383,7 +383,7 @@ def test_eval_checks_settings_before_any_fit(hr_file, tmp_path, capsys, monkeypa
 
 def test_sampling_steps_only_for_listed_diffusion_engines():
     from volsr.engines import create_engine
-    from volsr.evaluation import _sampling_kwargs, needs_fit
+    from volsr.evaluation.protocols import _sampling_kwargs, needs_fit
 
     assert _sampling_kwargs(create_engine("linear"), 5) == {}
     assert _sampling_kwargs(MemoEngine(), 5) == {}  # learned, but not a diffusion engine

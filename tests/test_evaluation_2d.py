@@ -7,7 +7,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from volsr.errors import InputError, VolsrError
-from volsr.evaluation_2d import (
+from volsr.evaluation import (
     SPECTRUM_FLOOR,
     as_batch,
     autoencoded,
@@ -122,7 +122,7 @@ def test_curves_hr_lr_sr(texture):
 
 def test_hr_latent_curve_from_the_engines_autoencoder():
     import volsr
-    from volsr.degrade import IsotropicDegradation
+    from volsr.training.degrade import IsotropicDegradation
 
     eng = volsr.create_engine("brainsr", preset="tiny", channels=3, degradation=IsotropicDegradation(scale=2))
     img = np.random.default_rng(0).random((3, 30, 26)).astype(np.float32)

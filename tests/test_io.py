@@ -322,9 +322,9 @@ def test_folder_instead_of_file(tmp_path):
 def test_read_image_2d_alpha_rule_and_shared_by_data_and_reference_loader(tmp_path):
     import skimage.io
 
-    from volsr import data
-    from volsr.cli_eval import load_reference
+    from volsr.cli.evaluate import load_reference
     from volsr.io import read_image_2d
+    from volsr.training import planes as data
 
     assert data.read_image_2d is read_image_2d  # the old name still works
     rng = np.random.default_rng(0)

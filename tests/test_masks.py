@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from volsr.errors import VolsrError
-from volsr.masks import MaskSampler, linear_fill, mask_sampler_from_config, random_rows, strided_rows
-from volsr.sampling import OutputGrid
+from volsr.grid import OutputGrid
+from volsr.training.masks import MaskSampler, linear_fill, mask_sampler_from_config, random_rows, strided_rows
 
 
 def test_random_rows_paper_counts_at_48():

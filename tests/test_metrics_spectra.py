@@ -91,8 +91,8 @@ def test_spectrum_error_is_zero_against_itself_and_grows_with_blur():
 @pytest.fixture(scope="module")
 def restored_pair():
     """Ground-truth texture and a 'smooth engine' output on the 4x grid of its every 4th plane."""
+    from volsr.grid import OutputGrid
     from volsr.samples import isotropic_volume
-    from volsr.sampling import OutputGrid
 
     gt = isotropic_volume((61, 64, 64), seed=3, kind="texture").astype(np.float32)
     pos = OutputGrid(16, 4).positions
@@ -119,7 +119,7 @@ def test_measured_plane_reference_is_the_microscopes_not_the_engines(restored_pa
 
 def test_measured_positions_and_bad_measured_planes(iso):
     from volsr.errors import InputError
-    from volsr.sampling import OutputGrid, measured_positions
+    from volsr.grid import OutputGrid, measured_positions
 
     for n_in, f in ((16, 4), (4, 2.5), (7, 3.3), (5, 1.0)):
         g = OutputGrid(n_in, f)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from volsr.diffusion.schedule import sampling_scheduler, sampling_timesteps, training_scheduler
 from volsr.models import build_diffusion_unet, count_parameters, preset_names, size_multiple
 from volsr.models.diffusion_unet import PAPER_PARAMETERS
-from volsr.models.schedule import sampling_scheduler, sampling_timesteps, training_scheduler
 
 
 def test_presets_listed():

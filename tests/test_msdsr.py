@@ -9,7 +9,7 @@ import torch
 from volsr.engines import create_engine
 from volsr.engines.msdsr import PAPER_SETTING, MSDSREngine
 from volsr.errors import Cancelled, VolsrError
-from volsr.sampling import OutputGrid
+from volsr.grid import OutputGrid
 
 
 def _engine(**kw):
@@ -216,7 +216,7 @@ def test_save_load_identical_outputs(tmp_path):
 
 
 def test_restore_volume_end_to_end():
-    from volsr.volume import restore_volume
+    from volsr.pipeline.volume import restore_volume
 
     eng = _engine()
     vol = np.random.default_rng(0).random((1, 5, 12, 10)).astype(np.float32)
@@ -230,7 +230,7 @@ def test_restore_volume_end_to_end():
 
 def test_untrained_residual_model_reproduces_linear_interpolation():
     # MONAI zero-initialises the output conv: x0 = linear fill at every step, so the sample is linear interpolation
-    from volsr.masks import linear_fill
+    from volsr.training.masks import linear_fill
 
     eng = MSDSREngine(preset="tiny", sampling_steps=4, eta=1.0, noise_match=0.0)
     eng.trained = True
@@ -243,8 +243,8 @@ def test_untrained_residual_model_reproduces_linear_interpolation():
 def test_noise_match_gives_unknown_rows_the_measured_noise_level():
     # default noise_match=1: the (smooth) linear sample of the untrained residual model gets the
     # white-noise level of the measured rows; measured rows stay exact
-    from volsr.masks import linear_fill
-    from volsr.sampler import row_noise_std
+    from volsr.diffusion.sampler import row_noise_std
+    from volsr.training.masks import linear_fill
 
     assert MSDSREngine.default_config()["noise_match"] == 1.0
     eng = MSDSREngine(preset="tiny", sampling_steps=2, condition="linear")  # one-stage: noise_match unscaled

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from volsr.cli import main
+from volsr.diffusion.schedule import one_step_scheduler
 from volsr.engines.msdsr import MSDSREngine
 from volsr.errors import VolsrError
-from volsr.models.schedule import one_step_scheduler
 
 
 def _fitted(seed=0, **kw):
@@ -53,7 +53,7 @@ def test_one_step_scheduler_returns_the_x0_prediction():
 
 
 def test_spectrum_loss_is_unpaired_but_sees_missing_texture():
-    from volsr.losses import fft_patch_loss, fft_spectrum_loss
+    from volsr.training.losses import fft_patch_loss, fft_spectrum_loss
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(8, 1, 16, 16, generator=g), torch.randn(8, 1, 16, 16, generator=g)

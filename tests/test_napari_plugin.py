@@ -293,7 +293,7 @@ def infos_after(start: int) -> list[str]:
 
 
 def test_upscale_bicubic_grayscale_matches_the_api_and_overlays_the_source(make_napari_viewer, qtbot):
-    from volsr.upscaling import upscale
+    from volsr.api import upscale
 
     viewer = make_napari_viewer()
     data = smooth_image((20, 24))
@@ -324,7 +324,7 @@ def test_upscale_bicubic_grayscale_matches_the_api_and_overlays_the_source(make_
 
 
 def test_upscale_rgb_stays_rgb_uint8_and_stacks_keep_z(make_napari_viewer, qtbot):
-    from volsr.upscaling import upscale
+    from volsr.api import upscale
 
     viewer = make_napari_viewer()
     rgb = smooth_image((16, 12, 3), seed=1, top=255.0, dtype=np.uint8)
@@ -433,8 +433,8 @@ def test_upscale_bad_choices_are_notifications_and_add_no_layer(make_napari_view
 
 
 def test_upscale_with_a_trained_model_takes_its_scale(make_napari_viewer, qtbot, tmp_path):
+    from volsr.api import upscale
     from volsr.cli import main
-    from volsr.upscaling import upscale
 
     hr = volsr.write_stack(tmp_path / "hr.tif", smooth_image((48, 48), seed=3).astype(np.float32), "YX")
     model = tmp_path / "sr2.volsr"

@@ -1,4 +1,4 @@
-"""volsr.runtime: threads from affinity and cgroup quota, memory-bounded batches, the log line."""
+"""volsr.runtime.hardware: threads from affinity and cgroup quota, memory-bounded batches, the log line."""
 
 import dataclasses
 import logging
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from volsr import runtime
 from volsr.engines import create_engine
 from volsr.engines.base import RestoreOptions
 from volsr.errors import InputError
-from volsr.sampling import OutputGrid
-from volsr.volume import restore_volume
+from volsr.grid import OutputGrid
+from volsr.pipeline.volume import restore_volume
+from volsr.runtime import hardware as runtime
 
 GiB = 1 << 30
 

@@ -1,15 +1,15 @@
-"""The conditional sampling loop (volsr.sampler) with a tiny random network."""
+"""The conditional sampling loop (volsr.diffusion.sampler) with a tiny random network."""
 
 import numpy as np
 import pytest
 import torch
 
+from volsr.diffusion.sampler import DenoiserInput, MaskedSliceSampler, pad_to_multiple
+from volsr.diffusion.schedule import sampling_scheduler
 from volsr.errors import Cancelled
-from volsr.masks import random_rows, strided_rows
+from volsr.grid import OutputGrid
 from volsr.models import build_diffusion_unet, size_multiple
-from volsr.models.schedule import sampling_scheduler
-from volsr.sampler import DenoiserInput, MaskedSliceSampler, pad_to_multiple
-from volsr.sampling import OutputGrid
+from volsr.training.masks import random_rows, strided_rows
 
 
 def _net(mask_channel=True, seed=0):
@@ -140,7 +140,7 @@ def test_bad_options():
 
 
 def test_match_noise_levels_and_keeps_known_rows():
-    from volsr.sampler import match_noise, row_noise_std
+    from volsr.diffusion.sampler import match_noise, row_noise_std
 
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(3, 2, 40, 50)

@@ -251,6 +251,7 @@ def test_acquisition_kinds_generate_quickly():
 
 
 def test_one_subsample_z_shared_with_the_evaluation():
-    from volsr import evaluation, samples
+    from volsr import samples
+    from volsr.evaluation import protocols as evaluation
 
     assert evaluation.subsample_z is samples.subsample_z

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from volsr.errors import InputError
-from volsr.sampling import OutputGrid, check_factor
+from volsr.grid import OutputGrid, check_factor
 
 
 @pytest.mark.parametrize(

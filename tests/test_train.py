@@ -8,11 +8,11 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
-from volsr.cli_train import add_parsers
-from volsr.data import PlaneData
+from volsr.cli.train import add_parsers
 from volsr.engines import create_engine, load_engine
 from volsr.errors import Cancelled, VolsrError
-from volsr.train import ema_decay_at, fit_engine, lr_at
+from volsr.training.loop import ema_decay_at, fit_engine, lr_at
+from volsr.training.planes import PlaneData
 
 KW = dict(batch_size=4, crop=32, log_every=5)
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from volsr.degrade import IsotropicDegradation, RowDegradation, degradation_from_dict, psf_sigma_rows
 from volsr.engines import create_engine, load_engine
 from volsr.errors import VolsrError
+from volsr.training.degrade import IsotropicDegradation, RowDegradation, degradation_from_dict, psf_sigma_rows
 
 
 def _known(h=13, step=4):
@@ -79,9 +79,9 @@ def test_psf_aware_fit_beats_the_unaware_one_on_a_z_blurred_volume():
     """Sharp structure, measured planes blurred along z (sigma 1.5 px): the aware fit deconvolves."""
     from scipy.ndimage import gaussian_filter1d
 
+    from volsr.grid import OutputGrid
+    from volsr.pipeline.volume import restore_volume
     from volsr.samples import isotropic_volume
-    from volsr.sampling import OutputGrid
-    from volsr.volume import restore_volume
 
     truth = isotropic_volume((33, 48, 48), seed=3, kind="fibers", dtype="float32")
     blurred = gaussian_filter1d(truth, 1.5, axis=0, mode="nearest")

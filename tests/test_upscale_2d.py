@@ -6,9 +6,9 @@ import tifffile
 import torch
 
 import volsr
+from volsr.api import upscale
 from volsr.cli import main
-from volsr.inplane import upscale_volume
-from volsr.upscaling import upscale
+from volsr.pipeline.inplane import upscale_volume
 
 
 def test_rgb_and_grayscale_round_trip_with_pixel_size(tmp_path):

@@ -8,11 +8,11 @@ import tifffile
 from scipy.ndimage import gaussian_filter
 
 import volsr
-import volsr.upscale_stream as us
-from volsr.blocks import plan_blocks
+import volsr.pipeline.streaming as us
+from volsr.api import upscale
 from volsr.cli import main
-from volsr.slide import TiffLevel
-from volsr.upscaling import upscale
+from volsr.io import TiffLevel
+from volsr.pipeline.blocks import plan_blocks
 
 
 def _starts(n, side, overlap):
@@ -142,7 +142,7 @@ def test_zero_shot_fit_of_a_streamed_image_uses_a_crop(tmp_path):
 
 
 def test_a_stochastic_engine_streams_the_in_memory_result(tmp_path):
-    from volsr.degrade import IsotropicDegradation
+    from volsr.training.degrade import IsotropicDegradation
 
     img = np.random.default_rng(3).random((90, 70)).astype(np.float32)
     src = tmp_path / "a.tif"

@@ -6,8 +6,8 @@ import torch
 
 from volsr.engines import Engine, create_engine, list_engines
 from volsr.errors import Cancelled, InputError
-from volsr.sampling import OutputGrid
-from volsr.volume import restore_volume
+from volsr.grid import OutputGrid
+from volsr.pipeline.volume import restore_volume
 
 
 def _rv(*args, **kwargs):
@@ -176,8 +176,8 @@ def test_bfloat16_restoration_close_to_float32_and_float32_bit_reproducible():
 
 
 def test_auto_precision_lays_the_denoiser_channels_last_and_fuses_attention_only_for_the_call(monkeypatch):
-    from volsr import precision
     from volsr.engines import create_engine as make
+    from volsr.runtime import precision
 
     eng = make("msdsr", preset="tiny", sampling_steps=1)
     eng.trained = True

@@ -15,10 +15,10 @@ import os as _os
 # (measured 15x on 2 cores under load); passive waiting costs nothing when the CPU is idle.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import RestoreResult, restore  # noqa: E402
+from .api import RestoreResult, UpscaleResult, restore, upscale  # noqa: E402
 from .engines import create_engine, list_engines, load_engine  # noqa: E402
 from .errors import Cancelled, InputError, ModelFileError, OutputError, VolsrError  # noqa: E402
-from .sampling import OutputGrid  # noqa: E402
+from .grid import OutputGrid  # noqa: E402
 
 __all__ = [
     "Cancelled",
@@ -27,6 +27,7 @@ __all__ = [
     "OutputError",
     "OutputGrid",
     "RestoreResult",
+    "UpscaleResult",
     "Stack",
     "VolsrError",
     "__version__",
@@ -35,11 +36,15 @@ __all__ = [
     "load_engine",
     "read_stack",
     "restore",
+    "upscale",
     "write_stack",
 ]
 
 
-_SUBMODULES = ("axes", "data", "evaluation", "io", "metrics", "samples", "sampling", "train", "volume")
+_SUBMODULES = (
+    "api", "checkpoint", "cli", "config", "diffusion", "engines", "evaluation", "grid", "io", "metrics", "models",
+    "normalize", "pipeline", "runtime", "samples", "training",
+)
 
 
 def __getattr__(name):

@@ -88,3 +88,24 @@ class PercentileNormalizer:
 
     def to_dict(self) -> dict:
         return {"pmin": self.pmin, "pmax": self.pmax}
+
+
+def check_finite(volume: np.ndarray) -> None:
+    """Refuse NaN/Inf voxels: they would spread through normalisation and every engine."""
+    if np.issubdtype(volume.dtype, np.floating):
+        bad = ~np.isfinite(volume)
+        if bad.any():
+            raise InputError(
+                f"the stack has {int(bad.sum())} NaN/Inf voxels; replace them first (e.g. np.nan_to_num) and retry"
+            )
+
+
+def to_dtype(volume: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast to the input dtype: round and clip integers to their range, keep floats."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(volume), info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return volume >= 0.5
+    return volume.astype(dtype, copy=False)

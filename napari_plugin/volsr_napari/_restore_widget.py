@@ -133,7 +133,7 @@ def restored_layer_kwargs(source_layer, result) -> dict:
     y/x stay the source's — and the translate, colormap, blending and contrast limits are the
     source's, so both layers overlay in world coordinates and look alike.
     """
-    from volsr.sampling import VolumeGrid
+    from volsr.grid import VolumeGrid
 
     sz = float(result.spacing[0])
     src_scale = tuple(float(s) for s in source_layer.scale[-3:])
@@ -251,7 +251,7 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
         if layer.ndim != 3 or getattr(layer, "rgb", False):
             self.shape_info.value = f"'{layer.name}' is not a single-channel z-stack"
             return
-        from volsr.sampling import OutputGrid
+        from volsr.grid import OutputGrid
 
         z, y, x = layer.data.shape
         f = self.z_factor.value
@@ -297,7 +297,7 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
             layer = self.layer.value
             data = check_image_layer(layer, purpose="restoration")
             kwargs = self.options()
-            from volsr.sampling import check_factor
+            from volsr.grid import check_factor
 
             check_factor(kwargs["z_factor"])
         except VolsrError as err:

@@ -42,7 +42,7 @@ REFERENCE_MODES = ("none (isotropy gap only)", "XY planes of a layer", "folder o
 
 def read_image_folder(folder) -> list[np.ndarray]:
     """All 2D images (TIFF/PNG/JPEG/BMP) in ``folder`` as (C, H, W) float32 arrays, sorted by name."""
-    from volsr.data import IMAGE_SUFFIXES, read_image_2d
+    from volsr.training.planes import IMAGE_SUFFIXES, read_image_2d
 
     path = Path(folder).expanduser()
     if not path.is_dir():

@@ -73,11 +73,11 @@ def fit_model(
     """Create ``engine``, fit it on the XY planes of ``arrays`` and save it to ``out_path``.
 
     A composition of library calls (:func:`volsr.engines.create_engine`,
-    :func:`volsr.data.as_plane_data`, ``Engine.fit``, ``Engine.save``) run in the widget's
+    :func:`volsr.training.planes.as_plane_data`, ``Engine.fit``, ``Engine.save``) run in the widget's
     worker thread. Returns ``{"path", "engine", "report"}``.
     """
-    from volsr.data import as_plane_data
     from volsr.engines import create_engine
+    from volsr.training.planes import as_plane_data
 
     out = Path(out_path).expanduser()
     if out.suffix != ".volsr":

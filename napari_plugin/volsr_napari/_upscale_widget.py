@@ -1,4 +1,4 @@
-"""*Upscale image*: a napari dock widget over :func:`volsr.upscaling.upscale`.
+"""*Upscale image*: a napari dock widget over :func:`volsr.api.upscale`.
 
 Pick an image layer — grayscale (Y, X), RGB (``rgb=True``) or a stack (every plane is
 upscaled) — a scale, and a 2D engine (``capabilities.upscale``), a 2D model, or *fit ... on
@@ -61,12 +61,12 @@ def upscale_engine_choices() -> list[tuple[str, EngineChoice]]:
 
 def upscale_options(choice: EngineChoice, *, scale: int, tile: int = 512, seed: int = 0, device: str = "auto",
                     fit_steps: int = 0, fit_minutes: float = 0.0, model_file=None) -> dict:
-    """Keyword arguments for :func:`volsr.upscaling.upscale` from the widget's values.
+    """Keyword arguments for :func:`volsr.api.upscale` from the widget's values.
 
     A model choice passes ``model`` (a model of a z-only engine is refused here, from the
     file's header); a zero-shot fit needs a budget (0 = "no limit of this kind", not both 0).
     """
-    from volsr.upscaling import model_scale
+    from volsr.api import model_scale
 
     kw: dict = {"scale": int(scale), "tile": int(tile), "seed": int(seed), "device": device}
     model = chosen_model(choice, model_file)
@@ -121,7 +121,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
     """Dock widget: in-plane super-resolution of the selected image layer."""
 
     def __init__(self, napari_viewer):
-        from volsr.upscaling import DEFAULT_FIT_MINUTES, DEFAULT_SCALE
+        from volsr.api.upscaling import DEFAULT_FIT_MINUTES, DEFAULT_SCALE
 
         guard_triton_llvm_clash()
         self.viewer = napari_viewer
@@ -173,7 +173,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
 
     def _on_engine_changed(self, *_):
         """Show the fields the choice needs; a model fills in its own scale."""
-        from volsr.upscaling import model_scale
+        from volsr.api import model_scale
 
         choice = self.engine.value
         kind = choice.kind if choice is not None else "engine"
@@ -206,7 +206,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
 
     # -- running ---------------------------------------------------------------------------
     def options(self) -> dict:
-        """The :func:`volsr.upscaling.upscale` keywords for the current form (raises on bad input)."""
+        """The :func:`volsr.api.upscale` keywords for the current form (raises on bad input)."""
         return upscale_options(self.engine.value, scale=self.scale.value, tile=self.tile.value,
                                seed=self.seed.value, device=self.device.value, fit_steps=self.fit_steps.value,
                                fit_minutes=self.fit_minutes.value, model_file=self.model_file.value)
@@ -224,7 +224,7 @@ class UpscaleWidget(JobWidget, EngineMenu, Container):
         except VolsrError as err:
             notify_error(str(err))
             return None
-        from volsr.upscaling import upscale
+        from volsr.api import upscale
 
         self._source = layer
         self._zero_shot = self.engine.value.kind == "fit"

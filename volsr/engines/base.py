@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError, VolsrError
-from ..masks import row_mask
+from ..runtime.hardware import resolve_device
+from ..training.masks import row_mask
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``; may raise :class:`volsr.errors.Cancelled` to stop."""
@@ -129,21 +130,6 @@ def check_options(engine_name: str, caps: Capabilities, options: RestoreOptions)
         )
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else MPS when available, else CPU."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VolsrError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
-    return dev
-
-
 def paste_known(restored: torch.Tensor, planes: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Return ``restored`` with the known rows replaced by the measured values."""
     n, _, h, _ = planes.shape
@@ -173,7 +159,7 @@ class Engine:
 
     @property
     def channels_last_network(self) -> torch.nn.Module | None:
-        """The network the fast precisions hold channels-last (:mod:`volsr.precision`): only where it
+        """The network the fast precisions hold channels-last (:mod:`volsr.runtime.precision`): only where it
         was measured to pay (the MSDSR denoiser); None elsewhere."""
         return None
 
@@ -310,7 +296,7 @@ class Engine:
         """Peak activation memory of one network forward per input pixel, for planes of ``height`` x ``width``.
 
         Engines with a network override this (an estimate from their channel widths,
-        :func:`volsr.runtime.unet_bytes_per_pixel`); it may grow with the plane size (attention).
+        :func:`volsr.runtime.hardware.unet_bytes_per_pixel`); it may grow with the plane size (attention).
         Engines without a network: 0.
         """
         return 0.0
@@ -320,13 +306,13 @@ class Engine:
         """Planes of ``height`` x ``width`` per network call (what the pipeline logs); None: no network.
 
         Engines with a network return ``options.batch_size`` when set, else their default
-        chunk capped by free memory (:func:`volsr.runtime.choose_batch_size`).
+        chunk capped by free memory (:func:`volsr.runtime.hardware.choose_batch_size`).
         """
         return None
 
     def chunks_side_by_side(self, height: int, width: int, n_planes: int,
                             options: RestoreOptions | None = None) -> int:
-        """How many of a call's sub-batches run at once (:mod:`volsr.concurrency`); 1: one at a time."""
+        """How many of a call's sub-batches run at once (:mod:`volsr.runtime.concurrency`); 1: one at a time."""
         return 1
 
     def to(self, device: str | torch.device) -> Engine:

@@ -20,7 +20,7 @@ any modality, within one fit:
     diffusion model sees unit-variance latents, as in latent diffusion.
 ``denoiser``
     :class:`monai.networks.nets.DiffusionModelUNet` (2D, 4 -> 4 channels, unconditional)
-    trained on HR latents with a MONAI DDPM schedule (:mod:`volsr.models.schedule`), x0
+    trained on HR latents with a MONAI DDPM schedule (:mod:`volsr.diffusion.schedule`), x0
     prediction by default (``prediction_type``): the sampler makes *one* step, and x0 is what
     one step must return (an epsilon network's x0 estimate is unstable at high noise).
 ``noise_predictor``
@@ -36,7 +36,7 @@ own scaling), predicts ``z0_hat`` in one call, and the decoder returns the image
 Training is *staged* within the one fit budget (``stages``, default ``(0.45, 0.7)``: the
 autoencoder trains in the first 45% of the budget - steps, or wall time with ``--minutes`` -,
 the denoiser on its frozen latents until 70%, the NP through both frozen parts in the rest;
-:class:`volsr.engines.learned.TrainingStage`, run by :func:`volsr.train.fit_engine`, which gives
+:class:`volsr.engines.learned.TrainingStage`, run by :func:`volsr.training.loop.fit_engine`, which gives
 every stage its own warm-up and cosine decay and continues a finished part from its EMA
 weights). Why staged: trained jointly from scratch, every part chases the others' moving
 targets (the NP learns through a denoiser and decoder that are still changing); in a 12-minute
@@ -51,7 +51,7 @@ tunes an NP on frozen pretrained parts. An extra patch-FFT term on the autoencod
 (weight 0.5, 16-px patches) lowered the SR PSNR by 0.7 dB at 1e-3 and was dropped.
 
 NP losses (latent space, Eq. 2): ``lambda_l2`` x MSE (paper's final model: 0), ``lambda_fft``
-x :func:`volsr.losses.fft_patch_loss` (0.4, patch/stride ``fft_patch``/``fft_stride`` = 4/2,
+x :func:`volsr.training.losses.fft_patch_loss` (0.4, patch/stride ``fft_patch``/``fft_stride`` = 4/2,
 the paper's final ``{4, 2}``), ``lambda_perceptual`` x a perceptual term in place of LPIPS
 (0.7; LPIPS needs ImageNet-trained weights that are not available offline): with
 ``perceptual='decoder'`` the L1 distance between the *frozen decoder's* activations at every
@@ -77,12 +77,12 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, check_choice, check_int, check_number
+from ..diffusion.schedule import PREDICTION_TYPES, SCHEDULES, training_scheduler
 from ..errors import ModelFileError, VolsrError
-from ..losses import REDUCTIONS, fft_patch_loss
-from ..masks import linear_fill
 from ..models.noise_map import NoisePredictor, draw_noise, one_step_state
 from ..models.padding import pad_to_multiple, run_padded
-from ..models.schedule import PREDICTION_TYPES, SCHEDULES, training_scheduler
+from ..training.losses import REDUCTIONS, fft_patch_loss
+from ..training.masks import linear_fill
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine, TrainableConfig, TrainablePart, TrainingStage, frozen
 
@@ -280,11 +280,11 @@ class BrainSREngine(LearnedEngine):
     Capabilities: learned, 2D upscaling *and* z restoration (rows), stochastic (the NP's noise
     is sampled: ``seed`` matters, ``n_samples > 1`` gives an uncertainty map; deterministic
     with ``np_sample=False``), and a latent autoencoder (:meth:`autoencode`: the "HR-latent"
-    spectral reference of :func:`volsr.evaluation_2d.rps_curves`).
+    spectral reference of :func:`volsr.evaluation.rps_curves`).
 
     Examples
     --------
-    >>> from volsr.degrade import IsotropicDegradation
+    >>> from volsr.training.degrade import IsotropicDegradation
     >>> eng = BrainSREngine(preset="tiny", degradation=IsotropicDegradation(scale=2))
     >>> eng.upscale(torch.rand(1, 1, 10, 12), 2).shape
     torch.Size([1, 1, 20, 24])

@@ -8,7 +8,7 @@ of the volume*, not on XZ/YZ planes, so it cannot run through the per-plane
 :meth:`Engine.restore` interface; it provides :meth:`E2EUNetEngine.restore_volume`, which
 the volume pipeline calls instead when an engine defines it.
 
-Recursion on the output grid (:class:`volsr.sampling.OutputGrid`): between two measured
+Recursion on the output grid (:class:`volsr.grid.OutputGrid`): between two measured
 planes at output rows ``a < b`` the network predicts the plane at ``(a + b) / 2``; each
 half longer than one row is split again, so the predicted planes sit on the binary
 subdivision of ``[a, b]`` (a gap of 4 rows gives rows 2, then 1 and 3 — all predicted).
@@ -32,9 +32,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..degrade import RowDegradation
 from ..errors import Cancelled, InputError, VolsrError
-from ..sampling import OutputGrid
+from ..grid import OutputGrid
+from ..training.degrade import RowDegradation
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (
@@ -124,7 +124,7 @@ class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
     # -- training --------------------------------------------------------------------------------
     def training_data(self, data, crop: int | None = None):
         """Plane triplets (z-1, z, z+1) of the volumes in ``data``; refuses 2D-only data."""
-        from ..data import PlaneData, as_triplet_data
+        from ..training.planes import PlaneData, as_triplet_data
 
         if isinstance(data, PlaneData) and crop is None:
             return as_triplet_data(data)
@@ -160,7 +160,7 @@ class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
         ----------
         volume_czyx : numpy.ndarray or torch.Tensor, (C, Z, Y, X)
             Normalised measured planes, ``Z == grid.n_in``.
-        grid : volsr.sampling.OutputGrid
+        grid : volsr.grid.OutputGrid
         options : RestoreOptions, optional
             ``batch_size``: plane pairs per network call (default: by pixel count).
         progress : callable, optional

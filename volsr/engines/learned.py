@@ -3,7 +3,7 @@
 A learned engine provides: its config class (a frozen :class:`TrainableConfig` subclass with
 its defaults), optional named presets, its network, and its training loss on a batch of
 high-resolution planes with a known-row mask. Fitting (the loop, EMA, checkpoints, budget)
-lives in :mod:`volsr.train`; the model file in :mod:`volsr.checkpoint`.
+lives in :mod:`volsr.training.loop`; the model file in :mod:`volsr.checkpoint`.
 
 Two-stage engines hold several networks in one ``torch.nn.ModuleDict`` and declare them as
 separate :class:`TrainablePart` s, each with its own learning rate and EMA decay.
@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..config import EngineConfig, check_choice, check_int, check_number
-from ..degrade import Degradation, RowDegradation, degradation_from_dict
 from ..errors import InputError, VolsrError
+from ..training.degrade import Degradation, RowDegradation, degradation_from_dict
 from .base import Capabilities, Engine
 
 __all__ = ["LearnedEngine", "TrainableConfig", "TrainablePart", "TrainingStage", "frozen"]
@@ -33,7 +33,7 @@ __all__ = ["LearnedEngine", "TrainableConfig", "TrainablePart", "TrainingStage",
 class TrainableConfig(EngineConfig):
     """Settings every learned engine has: network size, data, optimiser, masks, degradation.
 
-    ``degradation`` says how training pairs are made (:mod:`volsr.degrade`); ``norm_pmin`` /
+    ``degradation`` says how training pairs are made (:mod:`volsr.training.degrade`); ``norm_pmin`` /
     ``norm_pmax`` are the percentiles of the intensity normalisation used for training *and*
     at inference (stored in the model file, so a model sees data scaled as it was trained).
     """
@@ -72,7 +72,7 @@ class TrainableConfig(EngineConfig):
         self.mask_sampler()  # validates the mask settings
 
     def mask_sampler(self):
-        from ..masks import MaskSampler
+        from ..training.masks import MaskSampler
 
         return MaskSampler(scheme=self.mask_scheme, p_strided=self.mask_p_strided,
                            factor_range=tuple(self.mask_factor_range), lmin_frac=self.mask_lmin_frac,
@@ -104,7 +104,7 @@ class TrainingStage:
     latents, and the denoiser before a noise map can be trained through it; trained jointly
     from scratch each chases the others' moving targets. ``end`` is the fraction of the budget
     (steps, or wall time with ``minutes`` alone) at which the stage ends; the last stage ends at 1. The fit
-    (:func:`volsr.train.fit_engine`) gives each stage its own learning-rate warm-up and decay and
+    (:func:`volsr.training.loop.fit_engine`) gives each stage its own learning-rate warm-up and decay and
     EMA warm-up, and when a part stops training it continues from its EMA weights, frozen.
     """
 
@@ -194,8 +194,8 @@ class LearnedEngine(Engine):
         return (TrainingStage("joint", tuple(p.name for p in self.trainable_parts()), 1.0),)
 
     def training_data(self, data, crop: int | None = None):
-        """What the trainer draws batches from (:func:`volsr.data.as_plane_data` by default)."""
-        from ..data import PlaneData, as_plane_data
+        """What the trainer draws batches from (:func:`volsr.training.planes.as_plane_data` by default)."""
+        from ..training.planes import PlaneData, as_plane_data
 
         if isinstance(data, PlaneData) and crop is None:
             return as_plane_data(data)
@@ -276,8 +276,8 @@ class LearnedEngine(Engine):
         return {"engine": self.name, **self.cfg.to_dict()}
 
     def fit(self, data, **kwargs) -> dict:
-        """Train on planes (see :func:`volsr.train.fit_engine` for the arguments)."""
-        from ..train import fit_engine
+        """Train on planes (see :func:`volsr.training.loop.fit_engine` for the arguments)."""
+        from ..training.loop import fit_engine
 
         report = fit_engine(self, data, **kwargs)
         self.trained = True

@@ -20,7 +20,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     0.66 with 50 steps). x0 reaches useful quality within the minutes of a CPU fit; it is
     also the smoothest (it under-synthesises texture and shot noise; v-prediction keeps more
     high frequencies). Epsilon sampling starts below T-1 (see
-    :func:`volsr.models.schedule.sampling_timesteps`).
+    :func:`volsr.diffusion.schedule.sampling_timesteps`).
 ``mask_channel``
     Feed the known-row mask as an extra input channel (default True; the paper had none).
 ``condition``
@@ -81,7 +81,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     :mod:`volsr.engines.msdsr_onestep`) did not reach the 10-step texture without losing 0.2-0.6 dB.
 ``noise_match``
     After sampling, add white Gaussian noise to the generated rows so that their noise level
-    (robust estimate from the second difference along x, :func:`volsr.sampler.match_noise`)
+    (robust estimate from the second difference along x, :func:`volsr.diffusion.sampler.match_noise`)
     equals that of the measured rows of the same plane; the value scales the added std
     (default 1; 0 = off). Why: the measured rows carry the instrument's noise, but a
     short-fit x0 model predicts a (near) noise-free posterior median, so without it every
@@ -103,7 +103,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``'quadratic'`` for new two-stage x0 models (above), else ``'auto'`` (``leading`` for
     epsilon, ``trailing`` otherwise; the value stored in volsr 0.2 model files, which keep their
     sampling); ``'trailing'``, ``'leading'`` or ``'quadratic'``
-    (:func:`volsr.models.schedule.sampling_timesteps`).
+    (:func:`volsr.diffusion.schedule.sampling_timesteps`).
     Ending the chain at t = 10 (quadratic) instead of t = 99 (trailing, 10 steps) did not
     bring back the fine texture on the model above (spectrum error 0.334 vs 0.314): the
     x0 model denoises at every noise level.
@@ -111,8 +111,8 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``'full'`` (whole planes, padded; default) or ``'tiles'`` (crop-size tiles blended at
     every step).
 ``crop``, ``lr``, ``weight_decay``, ``ema_decay``, ``mask_*``
-    Training crop side, AdamW settings, EMA decay and the :class:`volsr.masks.MaskSampler`
-    settings read by :func:`volsr.train.fit_engine`.
+    Training crop side, AdamW settings, EMA decay and the :class:`volsr.training.masks.MaskSampler`
+    settings read by :func:`volsr.training.loop.fit_engine`.
 """
 
 from __future__ import annotations
@@ -125,13 +125,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..concurrency import chunk_workers
 from ..config import check_choice, check_int, check_number
-from ..errors import VolsrError
-from ..masks import linear_fill, row_mask
-from ..models.diffusion_unet import build_diffusion_unet, preset_names, preset_spec, size_multiple
-from ..models.padding import padded_side
-from ..models.schedule import (
+from ..diffusion.sampler import (
+    DEFAULT_CHUNK_PIXELS,
+    MODES,
+    DenoiserInput,
+    MaskedSliceSampler,
+    match_noise,
+    sub_batch_planes,
+)
+from ..diffusion.schedule import (
     PREDICTION_TYPES,
     SAMPLERS,
     SCHEDULES,
@@ -140,15 +143,12 @@ from ..models.schedule import (
     sampling_scheduler,
     training_scheduler,
 )
-from ..runtime import MEMORY_FRACTION, choose_batch_size, unet_bytes_per_pixel
-from ..sampler import (
-    DEFAULT_CHUNK_PIXELS,
-    MODES,
-    DenoiserInput,
-    MaskedSliceSampler,
-    match_noise,
-    sub_batch_planes,
-)
+from ..errors import VolsrError
+from ..models.diffusion_unet import build_diffusion_unet, preset_names, preset_spec, size_multiple
+from ..models.padding import padded_side
+from ..runtime.concurrency import chunk_workers
+from ..runtime.hardware import MEMORY_FRACTION, choose_batch_size, unet_bytes_per_pixel
+from ..training.masks import linear_fill, row_mask
 from .base import Capabilities, RestoreOptions, paste_known
 from .learned import LearnedEngine, TrainableConfig, TrainablePart
 from .msdsr_onestep import FFT_PAIRINGS, ONE_STEP, NoiseMapMixin
@@ -185,7 +185,7 @@ PAPER_SETTING: dict[str, Any] = {
 def denoiser_bytes_per_pixel(preset: str, height: int, width: int, flash: bool = False) -> float:
     """Activation memory per pixel of one forward of a preset's DiffusionModelUNet on (padded) planes.
 
-    :func:`volsr.runtime.unet_bytes_per_pixel` with the preset's widths and blocks; MONAI's
+    :func:`volsr.runtime.hardware.unet_bytes_per_pixel` with the preset's widths and blocks; MONAI's
     DiffusionModelUNet has self-attention in its middle block and at its attention levels, each
     holding a (tokens x tokens) matrix per head unless built with flash attention (``flash``).
     """
@@ -474,7 +474,7 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
 
     def chunks_side_by_side(self, height: int, width: int, n_planes: int,
                             options: RestoreOptions | None = None) -> int:
-        """Sampler sub-batches run at once on the CPU (:func:`volsr.concurrency.chunk_workers`)."""
+        """Sampler sub-batches run at once on the CPU (:func:`volsr.runtime.concurrency.chunk_workers`)."""
         chunk = self._chunk_pixels(options, height, width) or DEFAULT_CHUNK_PIXELS
         return chunk_workers(self.device, math.ceil(int(n_planes) / sub_batch_planes(chunk, height, width)))
 

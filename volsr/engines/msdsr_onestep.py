@@ -13,15 +13,15 @@ the DDIM path's. An untrained noise map (zero head) gives standard noise: SDEdit
 estimate at ``t*``.
 
 Training (:meth:`NoiseMapMixin.distil`): a short extra stage on a fitted model, through the
-same loop as the fit (:func:`volsr.train.fit_engine`: data, masks, budget, EMA, checkpoints);
+same loop as the fit (:func:`volsr.training.loop.fit_engine`: data, masks, budget, EMA, checkpoints);
 only the noise map is a trainable part, the regressor and denoiser are frozen (their weights
 get no gradient; the loss flows *through* the denoiser). Loss on the one-step x0 (model units,
 measured rows pasted): L1 over the unknown rows + ``lambda_fft`` x
-:func:`volsr.losses.fft_patch_loss` with the paper's final ``{4, 2}`` patches (weight 0.4, as
+:func:`volsr.training.losses.fft_patch_loss` with the paper's final ``{4, 2}`` patches (weight 0.4, as
 Brain-SR's default).
 
 ``fft_pairing``: ``'batch'`` (default) compares the batch-mean patch spectra
-(:func:`volsr.losses.fft_spectrum_loss`), ``'patch'`` each patch with the target's (Brain-SR's
+(:func:`volsr.training.losses.fft_spectrum_loss`), ``'patch'`` each patch with the target's (Brain-SR's
 Eq. 3). Measured (``benchmarks/results_onestep.md``, 200 distil steps on the six 48x160x160
 kinds, realism 0.5): the paired loss teaches the map to *shrink* its noise and ends at the
 spectrum error of 1-step DDIM (texture 0.213 vs DDIM-10 0.100); the batch loss reaches DDIM-10's
@@ -41,9 +41,9 @@ from typing import Any
 import torch
 
 from ..errors import VolsrError
-from ..losses import fft_patch_loss, fft_spectrum_loss
-from ..masks import row_mask
 from ..models.noise_map import NoisePredictor, draw_noise, one_step_state
+from ..training.losses import fft_patch_loss, fft_spectrum_loss
+from ..training.masks import row_mask
 from .learned import frozen
 
 __all__ = ["ONE_STEP", "NoiseMapMixin", "FFT_PATCH", "FFT_STRIDE", "FFT_PAIRINGS"]
@@ -90,7 +90,7 @@ class NoiseMapMixin:
         return torch.where(m, xk, x)
 
     def one_step_start(self, net: torch.nn.Module, cfg) -> Any:
-        """The ``start`` hook of :class:`volsr.sampler.MaskedSliceSampler` for ``sampler='one-step'``."""
+        """The ``start`` hook of :class:`volsr.diffusion.sampler.MaskedSliceSampler` for ``sampler='one-step'``."""
         t_star = int(cfg.one_step_t)
 
         def start(xk, m, cond, generator):
@@ -151,7 +151,7 @@ class NoiseMapMixin:
         seed : int
             Crops, masks and the noise draws.
         **options
-            Further :func:`volsr.train.fit_engine` options (``batch_size``, ``lr``,
+            Further :func:`volsr.training.loop.fit_engine` options (``batch_size``, ``lr``,
             ``progress``, ``cancel``, ``checkpoint_path``, ``resume``, ...).
 
         Returns
@@ -164,7 +164,7 @@ class NoiseMapMixin:
         VolsrError
             When the model is untrained or not two-stage.
         """
-        from ..train import fit_engine
+        from ..training.loop import fit_engine
 
         if not self.trained:
             raise VolsrError("distil trains the one-step sampler of a fitted model; fit the model first "

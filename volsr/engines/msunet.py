@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..config import check_choice
 from ..errors import VolsrError
-from ..masks import linear_fill, row_mask
+from ..training.masks import linear_fill, row_mask
 from .base import Capabilities, RestoreOptions
 from .learned import LearnedEngine
 from .unet_common import (

@@ -10,11 +10,11 @@ import dataclasses
 
 import torch
 
-from ..concurrency import split_side_by_side
 from ..config import check_choice
 from ..errors import VolsrError
 from ..models.padding import run_padded
-from ..runtime import choose_batch_size, unet_bytes_per_pixel
+from ..runtime.concurrency import split_side_by_side
+from ..runtime.hardware import choose_batch_size, unet_bytes_per_pixel
 from .learned import TrainableConfig
 
 __all__ = ["UNetConfig", "UNET_PRESETS", "NET_MULTIPLE", "PIXELS_PER_CHUNK", "build_basic_unet", "forward_padded",
@@ -99,7 +99,7 @@ def regression_planes(device, features, height: int, width: int, default_pixels:
     """Planes per BasicUNet call for planes of ``height`` x ``width``.
 
     ``default_pixels`` (padded) per call as before, fewer only when free memory on ``device``
-    is short (:func:`volsr.runtime.choose_batch_size`).
+    is short (:func:`volsr.runtime.hardware.choose_batch_size`).
     """
     hp, wp = padded_size(height), padded_size(width)
     return choose_batch_size(basic_unet_bytes_per_pixel(features) * hp * wp, device,
@@ -123,7 +123,7 @@ class BasicUNetMemory:
 
     def chunks_side_by_side(self, height: int, width: int, n_planes: int, options=None) -> int:
         """Calls at once for ``n_planes`` planes, as :func:`forward_padded` splits them
-        (:func:`volsr.concurrency.split_side_by_side`)."""
+        (:func:`volsr.runtime.concurrency.split_side_by_side`)."""
         return split_side_by_side(self.device, int(n_planes), self.planes_per_call(height, width, options))[1]
 
 

@@ -295,7 +295,7 @@ class InceptionExtractor(FeatureExtractor):
         seed: int = 0,
     ):
         super().__init__(batch_size)
-        from ..engines.base import resolve_device
+        from ..runtime.hardware import resolve_device
 
         self.device = resolve_device(device)
         if isinstance(weights, str) and weights == "random":

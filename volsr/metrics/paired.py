@@ -144,7 +144,7 @@ def paired_metrics(restored, truth, known=None, *, data_range: float = 1.0, axes
     ----------
     restored, truth : arrays (Z, Y, X) or (C, Z, Y, X) of equal shape
     known : bool array (Z,), optional
-        True on measured planes (``volsr.sampling.OutputGrid.known_mask``). Without it only
+        True on measured planes (``volsr.grid.OutputGrid.known_mask``). Without it only
         the "all" variant is computed.
     data_range : float
         Passed to PSNR/SSIM explicitly.

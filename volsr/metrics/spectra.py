@@ -29,7 +29,7 @@ by the engine. If the XY reference is drawn from all planes, an engine that smoo
 generated planes also smooths its own reference and looks more isotropic than it is. Give
 ``measured_planes`` (the z indices of the measured planes, e.g. ``OutputGrid.positions``,
 the ``volsr_measured_planes`` record of a volsr output, or
-:func:`volsr.sampling.measured_positions` from the factor) and the XY tiles come from those
+:func:`volsr.grid.measured_positions` from the factor) and the XY tiles come from those
 planes only: the microscope's own in-plane texture. ``AxisSpectra.reference`` says which
 reference was used.
 """

@@ -1,4 +1,4 @@
-"""Networks and noise schedules (MONAI). The sampling loop is in :mod:`volsr.sampler`."""
+"""Networks and noise schedules (MONAI). The sampling loop is in :mod:`volsr.diffusion.sampler`."""
 
 from .diffusion_unet import PRESETS, build_diffusion_unet, count_parameters, preset_names, size_multiple
 

@@ -1,7 +1,7 @@
 """The denoising network of MSDSR: MONAI's 2D ``DiffusionModelUNet`` in named size presets.
 
 The network is only the function ``(x_t [, mask], t) -> prediction``; the noise schedule and
-the sampling loop live in :mod:`volsr.models.schedule` and :mod:`volsr.sampler` (the
+the sampling loop live in :mod:`volsr.diffusion.schedule` and :mod:`volsr.diffusion.sampler` (the
 diffusers split: scheduler, model, pipeline).
 
 Presets

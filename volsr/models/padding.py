@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..concurrency import run_side_by_side, split_side_by_side
+from ..runtime.concurrency import run_side_by_side, split_side_by_side
 
 __all__ = ["padded_side", "pad_to_multiple", "run_padded"]
 
@@ -45,7 +45,7 @@ def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mult
     (padded) pixels per channel, and at least one plane. ``side_by_side`` (only for an ``fn``
     that draws no random numbers: concurrent draws from one generator would come in any order):
     on a CPU outside the bit-exact mode those calls run side by side, one thread each, with the
-    pixels shared between them (:mod:`volsr.concurrency`).
+    pixels shared between them (:mod:`volsr.runtime.concurrency`).
     """
     n, _, h, w = x.shape
     xp = pad_to_multiple(x, multiple, min_side)
