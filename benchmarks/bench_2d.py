@@ -56,7 +56,7 @@ Usage::
     python benchmarks/bench_2d.py --kinds ihc,he,mri --engines bicubic,brainsr,brainsr-l2,msunet
     python benchmarks/bench_2d.py --preset tiny --steps 3 --tile 64 --size 128 --out /tmp/b2d.md   # smoke test
 
-Writes ``--out`` (Markdown, default ``benchmarks/results_2d.md``), the same name with ``.json``
+Writes ``--out`` (Markdown, default ``benchmarks/results/results_2d_shared.md``), the same name with ``.json``
 (every number and the RPS curves) and ``.png`` (RPS curves per kind).
 """
 
@@ -372,7 +372,7 @@ def parse_args(argv):
     ap.add_argument("--brainsr-set", action="append", default=[], type=_setting, metavar="KEY=VALUE",
                     help="a config setting for the brainsr rows (repeatable; JSON values), e.g. lambda_ae_adv=0.1")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_2d.md"),
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "results_2d_shared.md"),
                     help="Markdown output; .json and .png go next to it")
     args = ap.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]

@@ -13,7 +13,7 @@ oneDNN scratch space), which is why the estimate keeps a margin.
 
 Usage::
 
-    python benchmarks/bench_memory.py --side 256 --batch 4 --paper > benchmarks/results_memory.md
+    python benchmarks/bench_memory.py --side 256 --batch 4 --paper > benchmarks/results/results_memory.md
 """
 
 from __future__ import annotations

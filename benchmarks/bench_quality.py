@@ -45,7 +45,7 @@ Usage::
     python benchmarks/bench_quality.py                       # all kinds, linear,cubic,msunet,msdsr
     python benchmarks/bench_quality.py --kinds fluo,em --engines linear,cubic --shape 16,64,64 --out /tmp/q.md
 
-Writes ``--out`` (Markdown, default ``benchmarks/results_quality.md``) and the same name with
+Writes ``--out`` (Markdown, default ``benchmarks/results/results_quality.md``) and the same name with
 ``.json``; the Markdown also goes to stdout.
 """
 
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--save-models", metavar="DIR", help="keep each fit as DIR/<kind>/<engine>.volsr (reuse them "
                     "with model=DIR/{kind}/<engine>.volsr in a spec); default: a temporary folder")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results_quality.md"),
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "results_quality.md"),
                     help="Markdown output; the JSON goes next to it (.json)")
     args = ap.parse_args(argv)
     if not args.fit_minutes > 0:

@@ -22,7 +22,7 @@ Not a test. Four parts, all measured in one run so the ratios share the machine'
    output voxels/s, peak RSS, and the time to write and read the result as TIFF.
 
 Untrained (randomly perturbed) weights: time does not depend on the values. Quality at each
-step count is measured by ``bench_quality.py`` (see ``results_speed.md``).
+step count is measured by ``bench_quality.py`` (see ``results/results_steps.md``).
 
     python benchmarks/bench_speed.py                                  # full run (~30 min on 2 cores)
     python benchmarks/bench_speed.py --shape 16,64,64 --ratio-shape 16,32,32 --ratio-real-planes 16,4,64 --repeats 1
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
                     help="stack for the ratio at real plane size, restored along X only; 'none' skips it")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forwards")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("results_speed.md")))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "results_speed.md"))
     args = ap.parse_args(argv)
     shape = None if args.shape == "none" else [int(v) for v in args.shape.split(",")]
     rows = {"matmul_gflops": {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)},

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--fit-minutes", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-crops", type=int, default=64)
-    p.add_argument("--out", default="benchmarks/results_two_stage.md")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "results_two_stage.md"))
     args = p.parse_args(argv)
     args.shape = [int(v) for v in args.shape.split(",")]
     rows = []
