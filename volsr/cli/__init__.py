@@ -6,6 +6,7 @@
 subparsers to it.
 """
 
-from .app import TqdmProgress, build_parser, check_output, default_output, main, show_log
+from .app import build_parser, check_output, default_output, main, show_log
+from .progress import ProgressReporter
 
-__all__ = ["TqdmProgress", "build_parser", "check_output", "default_output", "main", "show_log"]
+__all__ = ["ProgressReporter", "build_parser", "check_output", "default_output", "main", "show_log"]

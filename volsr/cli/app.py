@@ -15,42 +15,9 @@ import time
 from pathlib import Path
 
 from ..errors import Cancelled, OutputError, VolsrError
+from .progress import ProgressReporter
 
 SUBCOMMAND_MODULES = ("volsr.cli.train", "volsr.cli.evaluate", "volsr.cli.upscale", "volsr.cli.score2d")
-
-
-class TqdmProgress:
-    """progress(stage, done, total, **info) -> one tqdm bar per stage."""
-
-    LABELS = {"fit": "fitting model", "xz": "restoring XZ planes", "yz": "restoring YZ planes", "blur": "3D blur",
-              "upscale": "upscaling"}
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bars: dict = {}
-
-    def __call__(self, stage: str, done: int, total: int, **info) -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="it", leave=True)
-        # several denoising steps map onto the same plane count: redraw only when something changed
-        if (total and bar.total != total) or bar.n != done or "loss" in info:
-            if total:
-                bar.total = total
-            bar.n = done
-            if "loss" in info:
-                bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
-            bar.refresh()
-        if total and done >= total:
-            bar.close()
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 class StderrLog(logging.Handler):
@@ -167,7 +134,7 @@ def cmd_infer(args) -> int:
         start = f"starting from {args.init_model}" if args.init_model else "from scratch"
         print(f"volsr: no --model given: fitting a '{args.engine}' model on the stack's own XY planes, {start} "
               f"(budget {budget}); it will be saved to {model_out}", file=sys.stderr)
-    progress = TqdmProgress(enabled=not args.quiet)
+    progress = ProgressReporter(enabled=not args.quiet)
     t0 = time.perf_counter()
     try:
         res = restore(

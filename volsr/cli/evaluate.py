@@ -250,12 +250,9 @@ def cmd_eval(args) -> int:
         budget = f"{args.fit_steps} steps" if args.fit_steps else f"{args.fit_minutes:g} min"
         print(f"volsr: fitting {names} without leakage: {n_fits} fit(s) of {budget} each — per factor on the "
               "XY planes of the simulated low-res stack (3D), on held-out training planes (2D)", file=sys.stderr)
-    try:
-        from .app import TqdmProgress
+    from .progress import ProgressReporter
 
-        progress = TqdmProgress(enabled=not args.quiet)
-    except ImportError:  # pragma: no cover - the lead's cli is always there in a release
-        progress = None
+    progress = ProgressReporter(enabled=not args.quiet)
     try:
         result = evaluate(
             vol, engines, args.factors, protocols=args.protocols, variants=args.variants,
@@ -265,8 +262,7 @@ def cmd_eval(args) -> int:
             batch_size=args.batch_size, sampling_steps=args.steps, fit=fit,
         )
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     paths = write_report(result, out, overwrite=args.overwrite, figures=not args.no_figures)
     if not args.quiet:
         tables = paper_tables(result.table)

@@ -48,7 +48,8 @@ def _default_output(path: Path, scale) -> Path:
 def run_upscale(args: argparse.Namespace) -> int:
     from ..api import DEFAULT_SCALE, upscale
     from ..errors import InputError
-    from .app import TqdmProgress, check_output
+    from .app import check_output
+    from .progress import ProgressReporter
 
     src = Path(args.input)
     if not src.is_file():
@@ -65,7 +66,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     if args.model is None and get_engine_class(args.engine).capabilities.learned:
         print(f"volsr: no --model given: zero-shot fit of '{args.engine}' on {src.name} itself (pairs made by "
               f"downsampling it further), then upscaling", file=sys.stderr)
-    progress = TqdmProgress(enabled=not args.quiet)
+    progress = ProgressReporter(enabled=not args.quiet)
     t0 = time.perf_counter()
     try:
         res = upscale(src, scale, engine=args.engine, model=args.model, axes=args.axes, level=args.level,
