@@ -252,6 +252,6 @@ def test_acquisition_kinds_generate_quickly():
 
 def test_one_subsample_z_shared_with_the_evaluation():
     from volsr import samples
-    from volsr.evaluation import protocols as evaluation
+    from volsr.evaluation import protocol_3d as evaluation
 
     assert evaluation.subsample_z is samples.subsample_z

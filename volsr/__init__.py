@@ -15,7 +15,7 @@ import os as _os
 # (measured 15x on 2 cores under load); passive waiting costs nothing when the CPU is idle.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import RestoreResult, UpscaleResult, restore, upscale  # noqa: E402
+from .api import RestoreResult, restore  # noqa: E402
 from .engines import create_engine, list_engines, load_engine  # noqa: E402
 from .errors import Cancelled, InputError, ModelFileError, OutputError, VolsrError  # noqa: E402
 from .grid import OutputGrid  # noqa: E402
@@ -53,6 +53,10 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
+    if name in ("UpscaleResult", "upscale"):  # the 2D path (in-plane pipeline) loads when first used
+        from . import api
+
+        return getattr(api, name)
     if name in _SUBMODULES:  # `volsr.samples.sample_stack()` etc. work after a bare `import volsr`
         import importlib
 

@@ -6,8 +6,9 @@ and measured plane ``i`` sits at output row ``round(i * f)``. Every 2D plane han
 engine has this sparse axis as its rows.
 
 The *training* row masks (random subsets as in the paper, regular strides with random phase
-and factor as at inference) live in :mod:`volsr.training.masks` and are re-exported here, so the
-known-row logic for inference and training is found from one place.
+and factor as at inference) live in :mod:`volsr.training.masks`. This module sits at the bottom
+of the package (it imports only :mod:`volsr.errors`) because the pipeline, the engines, the
+evaluation and the napari plugin all place planes by it.
 """
 
 from __future__ import annotations
@@ -170,5 +171,3 @@ def measured_positions(n_out: int, factor) -> np.ndarray:
     pos = np.round(np.arange(n_in) * f).astype(np.int64)
     return np.unique(pos[pos < n_out])
 
-
-from .training.masks import MaskSampler, mask_sampler_from_config, random_rows, strided_rows  # noqa: E402,F401

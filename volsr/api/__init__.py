@@ -3,45 +3,26 @@ and in-plane upscaling) and :func:`fit_on_input`. The CLI, the napari plugin and
 only these.
 """
 
+from .._lazy import lazy_exports
 
-from .restoring import (  # noqa: F401
-    DEFAULT_ENGINE,
-    DEFAULT_FIT_MINUTES,
-    RestoreResult,
-    as_stack,
-    axial_degradation,
-    check_fit_budget,
-    fit_on_input,
-    prepare_engine,
-    resolve_factor,
-    restore,
-)
-from .upscaling import (  # noqa: F401
-    DEFAULT_SCALE,
-    PLAIN_SUFFIXES,
-    UpscaleResult,
-    fit_zero_shot,
-    model_scale,
-    read_image,
-    upscale,
-)
-
-__all__ = [
-    "DEFAULT_ENGINE",
-    "DEFAULT_FIT_MINUTES",
-    "DEFAULT_SCALE",
-    "PLAIN_SUFFIXES",
-    "RestoreResult",
-    "UpscaleResult",
-    "as_stack",
-    "axial_degradation",
-    "check_fit_budget",
-    "fit_on_input",
-    "fit_zero_shot",
-    "model_scale",
-    "prepare_engine",
-    "read_image",
-    "resolve_factor",
-    "restore",
-    "upscale",
-]
+_EXPORTS = {
+    "DEFAULT_ENGINE": "restoring",
+    "DEFAULT_FIT_MINUTES": "restoring",
+    "RestoreResult": "restoring",
+    "as_stack": "restoring",
+    "axial_degradation": "restoring",
+    "check_fit_budget": "restoring",
+    "fit_on_input": "restoring",
+    "prepare_engine": "restoring",
+    "resolve_factor": "restoring",
+    "restore": "restoring",
+    "DEFAULT_SCALE": "upscaling",
+    "PLAIN_SUFFIXES": "upscaling",
+    "UpscaleResult": "upscaling",
+    "fit_zero_shot": "upscaling",
+    "model_scale": "upscaling",
+    "read_image": "upscaling",
+    "upscale": "upscaling",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

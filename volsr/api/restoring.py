@@ -24,7 +24,7 @@ from ..normalize import PercentileNormalizer, check_finite, to_dtype
 from ..pipeline.volume import check_options, restore_volume
 from ..runtime.hardware import configure_threads, resolve_device
 from ..runtime.precision import check_precision
-from ..training.loop import check_budget
+from ..training.budget import check_budget
 
 DEFAULT_ENGINE = "msdsr"
 DEFAULT_FIT_MINUTES = 4.0

@@ -222,7 +222,7 @@ def upscale(source, scale: int | None = None, *, engine: str | Engine = "bicubic
     >>> up.upscale(np.zeros((8, 6), np.uint8), 2).data.shape
     (16, 12)
     """
-    from ..io.stacks import _check_target
+    from ..io.writing import _check_target
     from ..pipeline.streaming import open_streamable
 
     t0 = time.perf_counter()

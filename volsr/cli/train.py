@@ -110,7 +110,7 @@ def _checkpoint_path(args) -> Path:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``volsr train``."""
     from ..engines import create_engine
-    from ..training.loop import check_budget
+    from ..training.budget import check_budget
 
     out = Path(args.output)
     if args.engine not in learned_engines():  # checked here, not as parser choices: --help stays light
@@ -132,19 +132,19 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"volsr train: engine {engine.name} ({args.preset}) on {engine.device}; data: {data.describe()}; "
           f"budget {budget}; checkpoints -> {ckpt}", file=sys.stderr)
 
-    bar, progress = _progress_bar(f"train {engine.name}", args.steps)
+    progress = _reporter(f"train {engine.name}")
     try:
         report = engine.fit(
             data, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             progress=progress, checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every, resume=args.resume,
         )
     except (KeyboardInterrupt, Cancelled):
-        bar.close()
+        progress.close()
         print(f"\ninterrupted; the last state is in {ckpt} — run the same command with --resume to continue",
               file=sys.stderr)
         return 130
     finally:
-        bar.close()
+        progress.close()
     engine.provenance["command"] = "volsr train " + " ".join(str(p) for p in args.paths)
     saved = engine.save(out, overwrite=True)
     size = saved.stat().st_size / 1e6
@@ -155,22 +155,11 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(desc: str, steps: int | None):
-    """A tqdm bar on stderr and the fit ``progress`` callback that drives it."""
-    from tqdm.auto import tqdm
+def _reporter(label: str):
+    """The fit ``progress`` callback: the CLI's one reporter, its fit stage shown as ``label``."""
+    from .progress import ProgressReporter
 
-    bar = tqdm(total=steps or 0, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(stage, done, total, **info):
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        if "loss" in info:  # staged fits (brainsr) also say which part is training
-            bar.set_postfix(loss=f"{info['loss']:.4f}", **({"part": info["part"]} if "part" in info else {}),
-                            refresh=False)
-        bar.refresh()
-
-    return bar, progress
+    return ProgressReporter(labels={"fit": label})
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -183,7 +172,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
 def run_distil(args: argparse.Namespace) -> int:
     """Handler of ``volsr distil``: load, train the noise map, save (atomically) to ``-o``."""
     from ..engines.registry import load_engine
-    from ..training.loop import check_budget
+    from ..training.budget import check_budget
 
     out = Path(args.output)
     try:
@@ -192,10 +181,10 @@ def run_distil(args: argparse.Namespace) -> int:
         raise VolsrError(f"bad training budget (--steps / --minutes): {err}") from None
     _check_output(out, args.overwrite)
     engine = load_engine(args.model, device=args.device)
-    if not hasattr(engine, "distil"):
+    if not engine.capabilities.distil:
         raise VolsrError(f"{args.model} is a '{engine.name}' model; volsr distil trains the one-step sampler of "
                          "msdsr models")
-    bar, progress = _progress_bar("distil one-step", args.steps)
+    progress = _reporter("distil one-step")
     try:
         report = engine.distil(args.paths, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
                                seed=args.seed, progress=progress)
@@ -203,7 +192,7 @@ def run_distil(args: argparse.Namespace) -> int:
         print("\ninterrupted; nothing was written", file=sys.stderr)
         return 130
     finally:
-        bar.close()
+        progress.close()
     engine.provenance["command"] = f"volsr distil {args.model} " + " ".join(str(p) for p in args.paths)
     saved = engine.save(out, overwrite=True)
     print(f"trained the noise map {report['steps']} steps in {report['minutes']:.1f} min, final loss "

@@ -5,41 +5,24 @@ step; :mod:`volsr.diffusion.schedule` builds MONAI's DDPM/DDIM schedulers and th
 timesteps. Networks live in :mod:`volsr.models`.
 """
 
+from .._lazy import lazy_exports
 
-from .sampler import (  # noqa: F401
-    DEFAULT_CHUNK_PIXELS,
-    MODES,
-    DenoiserInput,
-    MaskedSliceSampler,
-    match_noise,
-    row_noise_std,
-    sub_batch_planes,
-)
-from .schedule import (  # noqa: F401
-    PREDICTION_TYPES,
-    SAMPLERS,
-    SCHEDULES,
-    SPACINGS,
-    one_step_scheduler,
-    sampling_scheduler,
-    sampling_timesteps,
-    training_scheduler,
-)
-
-__all__ = [
-    "DEFAULT_CHUNK_PIXELS",
-    "DenoiserInput",
-    "MODES",
-    "MaskedSliceSampler",
-    "PREDICTION_TYPES",
-    "SAMPLERS",
-    "SCHEDULES",
-    "SPACINGS",
-    "match_noise",
-    "one_step_scheduler",
-    "row_noise_std",
-    "sampling_scheduler",
-    "sampling_timesteps",
-    "sub_batch_planes",
-    "training_scheduler",
-]
+_EXPORTS = {
+    "DEFAULT_CHUNK_PIXELS": "sampler",
+    "MODES": "sampler",
+    "DenoiserInput": "sampler",
+    "MaskedSliceSampler": "sampler",
+    "match_noise": "sampler",
+    "row_noise_std": "sampler",
+    "sub_batch_planes": "sampler",
+    "PREDICTION_TYPES": "schedule",
+    "SAMPLERS": "schedule",
+    "SCHEDULES": "schedule",
+    "SPACINGS": "schedule",
+    "one_step_scheduler": "schedule",
+    "sampling_scheduler": "schedule",
+    "sampling_timesteps": "schedule",
+    "training_scheduler": "schedule",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

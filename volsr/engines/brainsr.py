@@ -15,7 +15,7 @@ any modality, within one fit:
     falls 10-100x below HR's above 0.25 cycles/px in ``benchmarks/results_2d*.png``), and a
     pretrained VAE such as SD's keeps it with a perceptual and an adversarial term. Measured at
     MONAI's tutorial weight 0.01 in a 15-minute CPU fit it did not lower the autoencoder's
-    spectrum error (``benchmarks/results_2d_aeadv.md``), hence off by default. Latents are divided by their running standard deviation (buffer
+    spectrum error (``benchmarks/results/results_2d_aeadv.md``), hence off by default. Latents are divided by their running standard deviation (buffer
     ``latent_std``; a fixed ``latent_scale`` for pretrained VAEs such as SD's 0.18215), so the
     diffusion model sees unit-variance latents, as in latent diffusion.
 ``denoiser``
@@ -40,8 +40,9 @@ the denoiser on its frozen latents until 70%, the NP through both frozen parts i
 every stage its own warm-up and cosine decay and continues a finished part from its EMA
 weights). Why staged: trained jointly from scratch, every part chases the others' moving
 targets (the NP learns through a denoiser and decoder that are still changing); in a 12-minute
-CPU fit on a busy machine the joint autoencoder reached only 17.7 dB (``benchmarks/results_2d.md``
-of the first run). ``stages=()`` trains all parts jointly in every step.
+CPU fit on a busy machine the joint autoencoder reached only 17.7 dB (the first run of
+``benchmarks/results_2d.md``, superseded and kept in git history). ``stages=()`` trains all
+parts jointly in every step.
 Parts listed in ``freeze`` (pretrained ones, :meth:`BrainSREngine.from_pretrained_parts`) have
 no stage and are not trained at all - the paper's setting. Learning rate ``lr`` 1e-3 for every
 part (``ae_lr`` / ``denoiser_lr`` / ``np_lr`` override it): measured on the IHC image of

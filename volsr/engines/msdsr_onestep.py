@@ -22,7 +22,7 @@ Brain-SR's default).
 
 ``fft_pairing``: ``'batch'`` (default) compares the batch-mean patch spectra
 (:func:`volsr.training.losses.fft_spectrum_loss`), ``'patch'`` each patch with the target's (Brain-SR's
-Eq. 3). Measured (``benchmarks/results_onestep.md``, 200 distil steps on the six 48x160x160
+Eq. 3). Measured (``benchmarks/results/results_onestep.md``, 200 distil steps on the six 48x160x160
 kinds, realism 0.5): the paired loss teaches the map to *shrink* its noise and ends at the
 spectrum error of 1-step DDIM (texture 0.213 vs DDIM-10 0.100); the batch loss reaches DDIM-10's
 spectrum error on cells, fibers, mri and em (texture 0.128, fluo 0.187 vs 0.106) at 0.2-0.6 dB

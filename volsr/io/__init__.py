@@ -6,63 +6,34 @@ atomically (temporary name, then rename), so no caller ever sees a half-written 
 The axes module maps any axes string to volsr's canonical (C, Z, Y, X) layout and back.
 """
 
+from .._lazy import lazy_exports
 
-from .axes import (  # noqa: F401
-    SUPPORTED_LETTERS,
-    canonical_shape,
-    default_axes,
-    from_canonical,
-    parse_axes,
-    to_canonical,
-)
-from .slides import (  # noqa: F401
-    TiffLevel,
-    open_level,
-    read_level,
-)
-from .stacks import (  # noqa: F401
-    AXES_ANNOTATION_KEY,
-    IMAGE_SUFFIXES,
-    MEASURED_PLANES_KEY,
-    NIFTI_EXTENSIONS,
-    NUMPY_EXTENSIONS,
-    PLAIN_2D_SUFFIXES,
-    SUPPORTED_EXTENSIONS,
-    TIFF_EXTENSIONS,
-    Stack,
-    check_measured_planes,
-    copy_tiff,
-    normalize_unit,
-    read_image_2d,
-    read_stack,
-    write_stack,
-    write_tiled_tiff,
-)
-
-__all__ = [
-    "AXES_ANNOTATION_KEY",
-    "IMAGE_SUFFIXES",
-    "MEASURED_PLANES_KEY",
-    "NIFTI_EXTENSIONS",
-    "NUMPY_EXTENSIONS",
-    "PLAIN_2D_SUFFIXES",
-    "SUPPORTED_EXTENSIONS",
-    "SUPPORTED_LETTERS",
-    "Stack",
-    "TIFF_EXTENSIONS",
-    "TiffLevel",
-    "canonical_shape",
-    "check_measured_planes",
-    "copy_tiff",
-    "default_axes",
-    "from_canonical",
-    "normalize_unit",
-    "open_level",
-    "parse_axes",
-    "read_image_2d",
-    "read_level",
-    "read_stack",
-    "to_canonical",
-    "write_stack",
-    "write_tiled_tiff",
-]
+_EXPORTS = {
+    "SUPPORTED_LETTERS": "axes",
+    "canonical_shape": "axes",
+    "default_axes": "axes",
+    "from_canonical": "axes",
+    "parse_axes": "axes",
+    "to_canonical": "axes",
+    "IMAGE_SUFFIXES": "images_2d",
+    "PLAIN_2D_SUFFIXES": "images_2d",
+    "read_image_2d": "images_2d",
+    "read_stack": "reading",
+    "TiffLevel": "slides",
+    "open_level": "slides",
+    "read_level": "slides",
+    "NIFTI_EXTENSIONS": "stacks",
+    "NUMPY_EXTENSIONS": "stacks",
+    "SUPPORTED_EXTENSIONS": "stacks",
+    "TIFF_EXTENSIONS": "stacks",
+    "Stack": "stacks",
+    "check_measured_planes": "stacks",
+    "AXES_ANNOTATION_KEY": "tiff",
+    "MEASURED_PLANES_KEY": "tiff",
+    "normalize_unit": "units",
+    "copy_tiff": "writing",
+    "write_stack": "writing",
+    "write_tiled_tiff": "writing",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -39,7 +39,7 @@ def _tag_spacing(page) -> tuple[float | None, float | None]:
 
 def _base_spacing(tif, base) -> tuple[tuple, str | None]:
     """(z, y, x) and unit of the full-resolution level."""
-    from .stacks import _imagej_spacing, _ome_metadata
+    from .tiff import _imagej_spacing, _ome_metadata
 
     if tif.is_ome and tif.ome_metadata:
         spacing, unit, _, _ = _ome_metadata(tif.ome_metadata)
@@ -100,7 +100,7 @@ class TiffLevel:
     def _open(self, level: int, axes: str | None) -> None:
         import zarr
 
-        from .stacks import _check_complete
+        from .tiff import _check_complete
 
         series = self._tif.series[0]
         n = len(series.levels)

@@ -6,59 +6,31 @@ The pipeline hands 2D planes (sparse axis as rows, see :mod:`volsr.grid`) to any
 the engine's kind.
 """
 
+from .._lazy import lazy_exports
 
-from .blocks import (  # noqa: F401
-    BlockPlan,
-    Span,
-    plan_blocks,
-    window_side,
-)
-from .inplane import (  # noqa: F401
-    upscale_volume,
-)
-from .streaming import (  # noqa: F401
-    BLOCK_SAMPLES,
-    DEFAULT_BLOCK,
-    NORM_SAMPLE_PIXELS,
-    STREAM_SAMPLES,
-    default_block,
-    open_result,
-    open_streamable,
-    stream_upscale,
-)
-from .volume import (  # noqa: F401
-    FUSIONS,
-    PLANES,
-    VolumeResult,
-    blur_volume,
-    check_options,
-    default_batch_size,
-    fuse,
-    restore_volume,
-    slab_seed,
-)
-
-__all__ = [
-    "BLOCK_SAMPLES",
-    "BlockPlan",
-    "DEFAULT_BLOCK",
-    "FUSIONS",
-    "NORM_SAMPLE_PIXELS",
-    "PLANES",
-    "STREAM_SAMPLES",
-    "Span",
-    "VolumeResult",
-    "blur_volume",
-    "check_options",
-    "default_batch_size",
-    "default_block",
-    "fuse",
-    "open_result",
-    "open_streamable",
-    "plan_blocks",
-    "restore_volume",
-    "slab_seed",
-    "stream_upscale",
-    "upscale_volume",
-    "window_side",
-]
+_EXPORTS = {
+    "BlockPlan": "blocks",
+    "Span": "blocks",
+    "plan_blocks": "blocks",
+    "window_side": "blocks",
+    "upscale_volume": "inplane",
+    "BLOCK_SAMPLES": "streaming",
+    "DEFAULT_BLOCK": "streaming",
+    "NORM_SAMPLE_PIXELS": "streaming",
+    "STREAM_SAMPLES": "streaming",
+    "default_block": "streaming",
+    "open_result": "streaming",
+    "open_streamable": "streaming",
+    "stream_upscale": "streaming",
+    "FUSIONS": "volume",
+    "PLANES": "volume",
+    "VolumeResult": "volume",
+    "blur_volume": "volume",
+    "check_options": "volume",
+    "default_batch_size": "volume",
+    "fuse": "volume",
+    "restore_volume": "volume",
+    "slab_seed": "volume",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

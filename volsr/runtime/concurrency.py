@@ -4,7 +4,7 @@ Why: the MSDSR denoiser is a UNet with 16-64 channels; its convolutions are smal
 quarter of its time is memory-bound group norm / SiLU / adds. Splitting *one* call over two
 cores (torch's intra-op threads) leaves a lot idle, while two calls on one core each keep both
 busy: on 2 CPU cores, two 2-plane bfloat16 calls side by side ran 1.2-1.4x faster than the same
-calls one after the other on two threads (``benchmarks/results_speed.md``).
+calls one after the other on two threads (``benchmarks/results/results_speed.md``).
 
 Results do not change: each chunk keeps the noise it would have drawn in turn from the one
 generator (:meth:`volsr.diffusion.sampler.MaskedSliceSampler` replays the generator's state per chunk),

@@ -253,7 +253,7 @@ def choose_batch_size(bytes_per_item: float, device: str | torch.device = "cpu",
 
 
 #: Bytes held per (channel x pixel at that level) in one float32 CPU forward of a UNet with one
-#: block per level. Measured (``benchmarks/results_memory.md``, peak RSS growth): 26-33 for
+#: block per level. Measured (``benchmarks/results/results_memory.md``, peak RSS growth): 26-33 for
 #: MONAI BasicUNet and ~20 for DiffusionModelUNet on 256x256 planes, up to ~47 on 64x64 planes
 #: (fixed scratch space weighs more); 48 covers all of them.
 CONV_BYTES = 48.0

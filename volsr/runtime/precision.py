@@ -9,7 +9,7 @@ natively (a CUDA device; a CPU whose flags include ``avx512_bf16`` or ``amx_bf16
 elsewhere (on CPUs that only *emulate* bfloat16 it is slower than float32, not faster), and in
 both cases holds the engine's convolution-heavy network (:attr:`Engine.channels_last_network`)
 channels-last: the MSDSR denoiser ran 1.44x faster in float32 and 1.29x in bfloat16 that way,
-while the BasicUNets did not gain (``benchmarks/results_speed.md``). They also run its
+while the BasicUNets did not gain (``benchmarks/results/results_speed.md``). They also run its
 self-attention through PyTorch's fused ``scaled_dot_product_attention`` (:func:`fused_attention`).
 ``float32`` is the exact arithmetic of earlier versions.
 """
@@ -77,7 +77,7 @@ def _low_dtype(device: torch.device) -> torch.dtype:
 def channels_last(network: torch.nn.Module | None):
     """Hold ``network``'s weights channels-last inside the block (convolutions pick that layout up).
 
-    oneDNN and cuDNN run 2D convolutions 1.2-2x faster in NHWC (``benchmarks/results_speed.md``);
+    oneDNN and cuDNN run 2D convolutions 1.2-2x faster in NHWC (``benchmarks/results/results_speed.md``);
     the block restores the contiguous layout, so training and saving see the usual tensors.
     """
     if network is None:
@@ -108,7 +108,7 @@ def fused_attention(network: torch.nn.Module | None):
     (tokens x tokens) matrix unless asked otherwise; on real-sized planes (253x512: 2,048 tokens
     at the bottom of the small preset) einsum, scaling and softmax over that matrix took a fifth
     of a denoiser call, and the fused kernel made the call 1.2x faster in bfloat16; at 1,024
-    tokens 1.1x, at 256-384 tokens no faster (``benchmarks/results_speed*.md``). Same weights;
+    tokens 1.1x, at 256-384 tokens no faster (``benchmarks/results/results_speed.md``). Same weights;
     it changes the rounding, so the bit-exact ``float32`` mode keeps the blocks as built.
     """
     blocks = [m for m in (network.modules() if network is not None else ()) if hasattr(m, "use_flash_attention")]

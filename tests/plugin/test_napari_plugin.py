@@ -1,6 +1,6 @@
 """The napari plugin in a real viewer (pytest-qt + napari's make_napari_viewer; CI runs it under xvfb-run).
 
-Run: xvfb-run -a .venv/bin/pytest tests/test_napari_plugin.py -q
+Run: xvfb-run -a .venv/bin/pytest tests/plugin/test_napari_plugin.py -q
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from volsr.engines.registry import _REGISTERED  # noqa: E402
 
 pytestmark = pytest.mark.qt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 30_000
 
 

@@ -11,7 +11,8 @@ from scipy.ndimage import gaussian_filter
 from volsr.cli.train import add_parsers
 from volsr.engines import create_engine, load_engine
 from volsr.errors import Cancelled, VolsrError
-from volsr.training.loop import ema_decay_at, fit_engine, lr_at
+from volsr.training.budget import ema_decay_at, lr_at
+from volsr.training.loop import fit_engine
 from volsr.training.planes import PlaneData
 
 KW = dict(batch_size=4, crop=32, log_every=5)
@@ -157,7 +158,10 @@ def test_cli_train_writes_a_loadable_model(tmp_path, capsys):
     eng = load_engine(out)
     assert eng.name == "msunet" and eng.provenance["steps"] == 3 and "s.tif" in eng.provenance["data"]
     assert (tmp_path / "m.volsr.ckpt").exists()
-    assert "model saved" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model saved" in err
+    # not a terminal: plain progress lines (volsr.cli.progress), no tqdm carriage returns
+    assert "\r" not in err and "volsr: train msunet 3/3 (100%)" in err
     with pytest.raises(VolsrError, match="exists"):
         args.func(args)
     bad = parser().parse_args(["train", str(tif), "-o", str(tmp_path / "n.volsr"), "--steps", "0"])

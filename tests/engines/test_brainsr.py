@@ -247,7 +247,7 @@ def test_stages_skip_frozen_parts_and_joint_fit_is_one_stage():
 
 def test_stage_plan_locates_fractions():
     from volsr.engines.learned import TrainingStage
-    from volsr.training.loop import StagePlan
+    from volsr.training.budget import StagePlan
 
     plan = StagePlan([TrainingStage("a", ("a",), 0.25), TrainingStage("b", ("b",), 1.0)])
     assert plan.locate(0.0) == (0, 0.0) and plan.locate(0.125) == (0, 0.5) and plan.locate(0.625) == (1, 0.5)
