@@ -57,6 +57,8 @@ class Capabilities:
         images through it (encode, decode). Latent-diffusion SR can at best reproduce what the
         autoencoder keeps, so its output is the spectral reference ("HR-latent") of the 2D
         evaluation.
+    distil : bool
+        Has a one-step sampler that trains on a fitted model (:meth:`distil`, ``volsr distil``).
     """
 
     rows: bool = True
@@ -67,6 +69,7 @@ class Capabilities:
     options: frozenset[str] = frozenset()
     training_data: str = "planes"
     autoencoder: bool = False
+    distil: bool = False
 
 
 def check_batch_size(batch_size, name: str = "batch size") -> None:

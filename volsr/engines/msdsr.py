@@ -32,7 +32,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     ``x_t`` are the only condition); ``'linear'`` (the default of volsr 0.1): feed the linear
     interpolation of the known rows as ``C`` input channels - the standard conditioning of
     diffusion super-resolution (SR3 feeds the bicubic-upsampled image). Measured
-    (``benchmarks/results_two_stage.md``, 2-min fits on 32x128x128, 4x): at realism 0 the
+    (``benchmarks/results/results_two_stage.md``, 2-min fits on 32x128x128, 4x): at realism 0 the
     two-stage model matches MS-UNet's PSNR/SSIM (fluo 30.52 / 0.745 vs 30.45 / 0.745), which
     the linear-conditioned model cannot give at any setting.
 ``residual``
@@ -46,7 +46,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     for measurement and segmentation), 1 = a full diffusion sample (texture at the right
     scales, for looking; each sample is one plausible volume). Default 0.53 with the default 4
     quadratic sampling steps (0.5 with 10 trailing steps in volsr 0.2: the same PSNR and
-    texture, see ``sampling_steps``): on the six kinds of ``benchmarks/results_quality.md`` (48x160x160, 4x,
+    texture, see ``sampling_steps``): on the six kinds of ``benchmarks/results/results_quality.md`` (48x160x160, 4x,
     4-min fits) it never falls below linear interpolation on PSNR or SSIM (realism 1 does on
     texture, fluo and mri - the failure seen on real fluorescence data), at the cost of a
     spectrum error above cubic's on cells, fibers, mri and em (realism 1 is below cubic's on
@@ -68,7 +68,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
 ``sampler``, ``sampling_steps``, ``eta``
     ``'ddim'`` (default), ``'ddpm'`` or ``'one-step'`` (below); steps and DDIM eta (paper: DDIM, 200 steps, eta 1).
     Default 4 steps, eta 1, quadratic spacing, with ``realism`` 0.53 (volsr 0.2 had 10 trailing
-    steps at realism 0.5). The quality-vs-steps curve on six kinds (``benchmarks/results_steps.md``,
+    steps at realism 0.5). The quality-vs-steps curve on six kinds (``benchmarks/results/results_steps.md``,
     saved 4-min fits): fewer steps keep PSNR/SSIM but lose texture (spectrum error +0.024 at 5
     steps, +0.057 at 3 and +0.114 at 1 on ``texture``, trailing spacing); more realism or more
     steps at low noise (quadratic spacing) give it back. 4 quadratic steps at 0.53 are within
@@ -92,7 +92,7 @@ Config (JSON; every key has a default in :meth:`MSDSREngine.default_config`):
     0.314, generated-row high-pass std 0.043; 1.0: 27.91 / 0.846 / 0.136, std 0.052;
     1.41: 27.55 / 0.810 / 0.046 (linear 25.35 / 0.830 / 0.160, cubic 25.27 / 0.814 / 0.165).
     The mean fusion of XZ and YZ halves the variance of the (independent) added noise. 4-min
-    fits on 64x256x256 ``cells`` / ``fibers`` / ``texture`` (``benchmarks/results_bench_msdsr_kinds.md``):
+    fits on 64x256x256 ``cells`` / ``fibers`` / ``texture`` (``benchmarks/results/results_bench_msdsr_kinds.md``):
     spectrum error 0.304 -> 0.127 / 0.269 -> 0.110 / 0.145 -> 0.193 (cubic 0.168 / 0.149 /
     0.224), SSIM 0.889 -> 0.845 / 0.919 -> 0.890 / 0.713 -> 0.706 (linear 0.827 / 0.864 / 0.740).
 ``one_step``, ``one_step_t``, ``np_width``, ``np_layers``, ``lambda_fft``, ``fft_pairing``
@@ -301,7 +301,7 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
     name = "msdsr"
     description = "masked-slice diffusion (MSDSR): conditional 2D DDPM on XZ/YZ planes"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        learned=True, stochastic=True,
+        learned=True, stochastic=True, distil=True,
         options=frozenset({"sampling_steps", "sampler", "eta", "inference_mode", "noise_match",
                            "timestep_spacing", "realism"}),
     )
