@@ -108,7 +108,7 @@ def _stack(tmp_path, spacing=(1.0, 0.5, 0.5)):
 
 @pytest.mark.parametrize("extra, match", [
     (["--engine", "linear", "--realism", "0.5"], "does not take the option(s) realism"),
-    (["--engine", "msdsr", "--model", "sample_model", "--realism", "0.5"], "two-stage"),
+    (["--engine", "msdsr", "--model", "{one_stage}", "--realism", "0.5"], "two-stage"),
     (["--engine", "msdsr", "--fit-steps", "1", "--realism", "1.5"], "realism"),
     (["--engine", "msunet", "--fit-steps", "1", "--psf-sigma-z", "abc"], "psf-sigma-z"),
     (["--engine", "linear", "--psf-sigma-z", "2"], "axial PSF"),
@@ -119,6 +119,10 @@ def test_cli_refuses_bad_realism_and_psf_before_any_fit(tmp_path, capsys, monkey
     from volsr.cli import main
     from volsr.engines.learned import LearnedEngine
 
+    if "{one_stage}" in extra:  # a saved one-stage model (volsr 0.1's kind; the bundled one is two-stage)
+        one = create_engine("msdsr", preset="tiny", condition="linear")
+        one.fit(np.random.default_rng(1).random((4, 32, 32)).astype(np.float32), steps=1, crop=16, batch_size=2)
+        extra = [str(one.save(tmp_path / "one_stage.volsr")) if a == "{one_stage}" else a for a in extra]
     monkeypatch.setattr(LearnedEngine, "fit", lambda *a, **k: pytest.fail("a fit started"))
     rc = main(["infer", _stack(tmp_path), "-q", "-o", str(tmp_path / "o.tif"), *extra])
     err = capsys.readouterr().err
