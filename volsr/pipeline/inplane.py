@@ -3,7 +3,9 @@
 The 2D counterpart of :mod:`volsr.pipeline.volume`: XY planes are batched through an engine that
 declares ``capabilities.upscale`` and written slab by slab into ``out`` (NumPy by default,
 or any array-like such as zarr). The output grid is :class:`volsr.grid.VolumeGrid`
-with ``yx_scale``; each slab gets its own seed (:func:`volsr.pipeline.volume.slab_seed`).
+with ``yx_scale``; each slab gets its own seed (:func:`volsr.pipeline.volume.slab_seed`). A slab that
+runs out of device memory is retried at half the size, as in the volume pipeline
+(:func:`volsr.runtime.hardware.halving_batches`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from ..engines.base import Engine, RestoreOptions, make_options
 from ..errors import Cancelled, InputError
 from ..grid import VolumeGrid
-from ..runtime.hardware import configure_threads, log_run, planes_text, to_device
+from ..runtime.hardware import configure_threads, halving_batches, log_run, planes_text, to_device
 from .blocks import window_side
 from .volume import VolumeResult, slab_seed
 
@@ -69,15 +71,19 @@ def upscale_volume(volume, scale: int, engine: Engine, *, options: RestoreOption
         f", tiles of {tile} px" if tile is not None and max(ny, nx) > tile else ""))
     if progress is not None:
         progress("upscale", 0, nz)
-    for z0 in range(0, nz, per):
+
+    def compute(z0: int, z1: int) -> np.ndarray:
         if cancel is not None and cancel():
             raise Cancelled("upscaling cancelled")
-        sl = slice(z0, min(nz, z0 + per))
-        planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(volume[:, sl], np.float32), 1, 0)))
+        planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(volume[:, z0:z1], np.float32), 1, 0)))
         with torch.no_grad():
             res = _upscale_planes(engine, to_device(planes, engine.device), grid.yx_scale,
                                   opts.replace(seed=slab_seed(seed, "xy", z0)), side, overlap, cancel)
-        out[:, sl] = np.moveaxis(res.float().cpu().numpy(), 0, 1)
+        return res.float().cpu().numpy()
+
+    # a batch out of device memory: retried halved from the same plane (the volume pipeline's rule)
+    for z0, z1, res in halving_batches(nz, per, engine.device, compute):
+        out[:, z0:z1] = np.moveaxis(res, 0, 1)
         if progress is not None:
-            progress("upscale", sl.stop, nz)
+            progress("upscale", z1, nz)
     return VolumeResult(out)

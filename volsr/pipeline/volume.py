@@ -15,6 +15,18 @@ Two batch sizes, on purpose: the *slab* (planes per engine call, :func:`default_
 decides the seeds and therefore never depends on the machine; the planes per *network call*
 inside a slab are the engine's (:meth:`Engine.planes_per_call`), capped by free memory on the
 device (:mod:`volsr.runtime.hardware`). One INFO line on the ``volsr`` logger says what was used.
+
+The one exception: a slab that runs out of device memory (a GPU shared with other work, an
+estimate that was short) is retried at half the size from the same plane, and the smaller slab
+kept for the rest of that direction, instead of failing the restore
+(:func:`volsr.runtime.hardware.halving_batches`; a WARNING line says so). Slabs are seeded by
+their first plane only, so when the first slab of a direction fails (the usual case: all slabs
+but the last have the same size) the direction is exactly the run with the smaller
+``batch_size`` from the start, stochastic engines included. After a later failure at plane ``s``
+the planes before ``s`` are those of the larger slab; from ``s`` on, slabs start at ``s``,
+``s + b``, ... (``b`` the halved size), which are the smaller run's slabs when ``b`` divides
+``s`` (always for power-of-two slabs). Deterministic engines give the same planes either way, as
+far as their kernels give the same numbers for any batch size (the interpolation engines do).
 """
 
 from __future__ import annotations
@@ -32,7 +44,14 @@ from scipy.ndimage import gaussian_filter
 from ..engines.base import Engine, RestoreOptions, check_batch_size, make_options
 from ..errors import Cancelled, InputError
 from ..grid import OutputGrid
-from ..runtime.hardware import configure_threads, log_run, memory_budget, planes_text, to_device
+from ..runtime.hardware import (
+    configure_threads,
+    halving_batches,
+    log_run,
+    memory_budget,
+    planes_text,
+    to_device,
+)
 from ..runtime.precision import check_precision, compute_dtype_name, inference_context
 
 PLANES = ("both", "xz", "yz")
@@ -132,16 +151,30 @@ def _run_direction(
     progress: ProgressFn | None, cancel: Callable[[], bool] | None, options: RestoreOptions, seed: int,
     precision: str = "float32",
 ) -> None:
-    """Restore all planes along one direction; ``write(sl, planes, std)`` stores each batch."""
+    """Restore all planes along one direction; ``write(sl, planes, std)`` stores each batch.
+
+    A batch that runs out of device memory is retried at half the size from the same plane, and the
+    smaller batch kept for the rest of the direction (:func:`volsr.runtime.hardware.halving_batches`);
+    each batch is seeded by its first plane (:func:`slab_seed`), so once halved the batches are
+    those of a run with the smaller ``batch_size`` (see there for when exactly).
+    """
     c, _, ny, nx = volume.shape
     n = ny if axis == "xz" else nx
     known = to_device(torch.from_numpy(grid.known_mask), engine.device)
     if progress is not None:
-        progress(axis, 0, n)
-    for start in range(0, n, batch_size):
+        furthest = [0]
+
+        def forward(stage: str, done: int, total: int) -> None:  # a retried batch does not move the bar back
+            if done >= furthest[0]:
+                furthest[0] = done
+                progress(stage, done, total)
+
+        forward(axis, 0, n)
+
+    def compute(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         if cancel is not None and cancel():
             raise Cancelled("restoration cancelled")
-        sl = slice(start, min(n, start + batch_size))
+        sl = slice(start, stop)
         if axis == "xz":  # fixed y: rows = Z, cols = X
             slab = rearrange(np.asarray(volume[:, :, sl, :]), "c z b x -> b c z x")
         else:  # fixed x: rows = Z, cols = Y
@@ -151,15 +184,17 @@ def _run_direction(
         opts = options.replace(seed=slab_seed(seed, axis, start))
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
-            run["progress"] = _batch_progress(progress, axis, start, sl.stop - start, n)
+            run["progress"] = _batch_progress(forward, axis, start, stop - start, n)
         with inference_context(engine.device, precision, engine.channels_last_network):
             if n_samples > 1:
                 mean, std = engine.restore_with_std(planes, known, n_samples, opts, **run)
-                write(sl, mean.float().cpu().numpy(), std.float().cpu().numpy())
-            else:
-                write(sl, engine.restore(planes, known, opts, **run).float().cpu().numpy(), None)
+                return mean.float().cpu().numpy(), std.float().cpu().numpy()
+            return engine.restore(planes, known, opts, **run).float().cpu().numpy(), None
+
+    for start, stop, (res, std) in halving_batches(n, batch_size, engine.device, compute):
+        write(slice(start, stop), res, std)  # once per batch, after it succeeded: never half a batch
         if progress is not None:
-            progress(axis, sl.stop, n)
+            forward(axis, stop, n)
 
 
 def _check_out(arr, shape, what: str):

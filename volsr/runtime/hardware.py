@@ -13,6 +13,8 @@ a result's random draws (see :func:`choose_batch_size`).
 - **Memory** (:func:`available_memory`, :func:`choose_batch_size`): planes per network call
   from free memory on the device and an engine's activation estimate
   (:meth:`volsr.engines.base.Engine.bytes_per_pixel`, :func:`unet_bytes_per_pixel`).
+- **Out of memory** (:func:`halving_batches`): a batch that does not fit on the device is retried
+  at half the size, from the same item, and the smaller batch kept.
 - **Copies** (:func:`to_device`): pinned host memory and asynchronous copies to CUDA.
 - **Log line** (:func:`log_run`): device, threads, dtype and batch, on the ``volsr`` logger.
 """
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -30,7 +33,8 @@ from ..errors import InputError, VolsrError
 
 __all__ = ["usable_cpus", "read_cpu_quota", "configure_threads", "available_memory", "memory_budget",
            "host_available_memory", "choose_batch_size", "unet_bytes_per_pixel", "to_device", "run_summary",
-           "log_run", "planes_text", "format_bytes", "THREAD_ENV", "MEMORY_FRACTION"]
+           "log_run", "planes_text", "format_bytes", "THREAD_ENV", "MEMORY_FRACTION", "OOM_ERRORS",
+           "is_out_of_memory", "free_cached_memory", "halving_batches"]
 
 logger = logging.getLogger("volsr")
 
@@ -42,6 +46,7 @@ CGROUP = Path("/sys/fs/cgroup")
 #: other programs, allocator slack).
 MEMORY_FRACTION = 0.5
 _threads_configured = False
+T = TypeVar("T")
 
 
 # -- threads --------------------------------------------------------------------------------------
@@ -290,6 +295,80 @@ def unet_bytes_per_pixel(widths: Sequence[int], *, blocks: int = 1, attention: I
     return conv + attn
 
 
+# -- out of memory: halve the batch and go on ------------------------------------------------------
+#: What a device that ran out of memory raises: ``torch.cuda.OutOfMemoryError`` (torch >= 1.13, also
+#: in CPU builds), else a RuntimeError whose message says "out of memory" (MPS, ROCm, older torch).
+OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
+    e for e in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None)) if e)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device's out-of-memory error (see :data:`OOM_ERRORS`)."""
+    return isinstance(exc, OOM_ERRORS) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def free_cached_memory(device: str | torch.device) -> None:
+    """Give the caching allocator's unused blocks back (CUDA, MPS), so a smaller retry finds them."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def halving_batches(n: int, batch_size: int, device: str | torch.device, compute: Callable[[int, int], T],
+                    noun: str = "plane") -> Iterator[tuple[int, int, T]]:
+    """``(start, stop, compute(start, stop))`` for consecutive batches of ``batch_size`` items of ``range(n)``;
+    a batch that runs out of device memory is retried, halved, at the same ``start``.
+
+    On an out-of-memory error (:func:`is_out_of_memory`) the allocator's cache is freed, one
+    WARNING line goes to the ``volsr`` logger ("GPU out of memory at 16 planes per call; retrying
+    with 8") and the same items are tried again with the batch halved (halved again until it is
+    smaller than the batch that failed, for a short last batch); the smaller batch stays for the
+    rest of the items. A single item that does not fit raises :class:`~volsr.errors.VolsrError`
+    naming the fixes. Only ``compute`` is retried: what the caller does with a yielded result
+    (writing it into an output) runs once, after its batch succeeded, so nothing is half-written.
+
+    Seeds: with batches numbered by their ``start`` (:func:`volsr.pipeline.volume.slab_seed`), the
+    batches after a halving start at ``s, s + b, s + 2b, ...`` (``s`` where the failed batch began,
+    ``b`` the new size): the starts of a run with ``batch_size=b`` from the beginning whenever ``b``
+    divides ``s``: always when the first batch fails (``s = 0``), and for later failures when every
+    halving was exact (a power-of-two batch).
+    """
+    batch, start = max(1, int(batch_size)), 0
+    device = torch.device(device)
+    while start < n:
+        stop = min(n, start + batch)
+        try:
+            result = compute(start, stop)
+        except Exception as exc:  # anything but running out of memory goes straight up
+            if not is_out_of_memory(exc):
+                raise
+            if stop - start == 1:
+                free_cached_memory(device)
+                raise VolsrError(_oom_message(device, noun)) from exc
+        else:
+            yield start, stop, result
+            start = stop
+            continue
+        free_cached_memory(device)  # after the except block: the traceback's tensors are released by now
+        tried, batch = stop - start, batch // 2
+        while batch > 1 and batch >= tried:
+            batch //= 2
+        logger.warning("%s out of memory at %s per call; retrying with %d", _device_word(device),
+                       planes_text(tried, noun), batch)
+
+
+def _device_word(device: torch.device) -> str:
+    return "GPU" if device.type in ("cuda", "mps") else device.type.upper()
+
+
+def _oom_message(device: torch.device, noun: str) -> str:
+    fixes = ("use --device cpu, a smaller --tile or model preset, or free GPU memory (other programs on it)"
+             if device.type != "cpu" else "use a smaller --tile or model preset, or free memory")
+    return f"{_device_word(device)} out of memory ({device}) even at 1 {noun} per call (--batch-size 1 does not fit): {fixes}"
+
+
 # -- copies ---------------------------------------------------------------------------------------
 def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
     """``tensor`` on ``device``; to CUDA through pinned host memory with an asynchronous copy.
@@ -345,15 +424,32 @@ def log_run(action: str, device: str | torch.device, dtype: str, detail: str | N
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else MPS when available, else CPU."""
+    """``auto`` -> CUDA when available, else MPS when available, else CPU.
+
+    An explicit ``cuda`` or ``mps`` that this machine does not have is a
+    :class:`~volsr.errors.VolsrError` (one line from the CLI), not torch's traceback later.
+    """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {str(device)!r}; use auto, cpu, cuda (cuda:N) or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise VolsrError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise VolsrError(f"--device {dev} was asked for but this machine has {planes_text(n, 'CUDA GPU')} "
+                         f"(cuda:0..cuda:{n - 1}); use --device cuda or one of those")
+    if dev.type == "mps" and not _mps_available():
+        raise VolsrError("--device mps was asked for but no Apple MPS GPU is available; use --device auto or cpu")
     return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
