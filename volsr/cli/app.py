@@ -1,8 +1,8 @@
 """The ``volsr`` command: a thin shell over :mod:`volsr.api`.
 
 Every user error (:class:`volsr.errors.VolsrError`) becomes one line on stderr and exit
-code 2; Ctrl-C exits 130. Outputs are written atomically, so an interrupted run never
-leaves a half-written file.
+code 2, and so does running out of memory (the line names ``--batch-size``); Ctrl-C exits
+130. Outputs are written atomically, so an interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 from ..errors import Cancelled, OutputError, VolsrError
 from .progress import ProgressReporter
 
-SUBCOMMAND_MODULES = ("volsr.cli.train", "volsr.cli.evaluate", "volsr.cli.upscale", "volsr.cli.score2d")
+SUBCOMMAND_MODULES = ("volsr.cli.train", "volsr.cli.evaluate", "volsr.cli.upscale", "volsr.cli.score2d",
+                      "volsr.cli.doctor")
 
 
 class StderrLog(logging.Handler):
@@ -96,6 +98,7 @@ def cmd_info(args) -> int:
 def cmd_infer(args) -> int:
     from ..api import DEFAULT_FIT_MINUTES, check_fit_budget, restore
     from ..io import write_stack
+    from ..runtime.hardware import resolve_device
 
     if args.input is None and not args.sample:
         raise VolsrError("give a stack to restore (volsr infer stack.tif) or --sample for the bundled sample")
@@ -117,6 +120,7 @@ def cmd_infer(args) -> int:
         check_output(std_out, args.overwrite)
 
     check_fit_budget(args.fit_steps, args.fit_minutes)  # before the 'fitting ...' notice, not after it
+    resolve_device(args.device)  # --device cuda without a GPU: one error line before any notice or work
 
     model = args.model
     if args.init_model is not None and model is not None:
@@ -247,6 +251,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("volsr: interrupted; nothing written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `volsr doctor --json | head`: the reader left; no traceback
+        _silence_stdout()
+        return 141
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"volsr: error: {OUT_OF_MEMORY} ({_first_line(err)})", file=sys.stderr)
+        return 2
+
+
+#: The one line an allocation failure becomes (torch's CUDA / MPS out-of-memory errors, Python's MemoryError).
+OUT_OF_MEMORY = ("out of memory; pass a smaller --batch-size (planes per network call; upscale: a smaller --tile "
+                 "or --block), restore a crop of the stack, or free memory used by other programs")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    from ..runtime.hardware import is_out_of_memory
+
+    return isinstance(err, MemoryError) or is_out_of_memory(err)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush into a closed pipe stays quiet."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already closed
+        pass
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ def run_upscale(args: argparse.Namespace) -> int:
     check_output(out, args.overwrite)
     from ..api import check_fit_budget
     from ..engines import get_engine_class
+    from ..runtime.hardware import resolve_device
 
     check_fit_budget(args.fit_steps, args.fit_minutes)
+    resolve_device(args.device)  # --device cuda without a GPU: one error line before the fit notice
     if args.model is None and get_engine_class(args.engine).capabilities.learned:
         print(f"volsr: no --model given: zero-shot fit of '{args.engine}' on {src.name} itself (pairs made by "
               f"downsampling it further), then upscaling", file=sys.stderr)
