@@ -6,12 +6,18 @@ this session, or *fit on this stack*; press *Restore*. The work runs in a napari
 worker (the viewer stays responsive), the progress bar counts restored slices, and
 *Cancel* stops it at the next batch. The result is a new layer with isotropic ``scale``;
 the source layer is never modified.
+
+*Preview plane* restores only the XZ plane (or YZ) under the cursor — or at the y (x) slider
+when that axis is not on screen — with the same settings, through
+:func:`volsr.api.restore_plane`, in seconds: two 2D layers, the source's plane (stretched by
+its z spacing) above the restored one, appear below the stack; pressing again replaces them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -19,10 +25,11 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    PushButton,
     SpinBox,
 )
 
-from volsr.errors import VolsrError
+from volsr.errors import InputError, VolsrError
 
 from ._widgets import (
     DEVICES,
@@ -47,7 +54,8 @@ from ._widgets import (
     z_factor_from_scale,
 )
 
-__all__ = ["EngineChoice", "RestoreWidget", "default_choice", "engine_choices", "restore_options", "restored_layer_kwargs"]
+__all__ = ["EngineChoice", "RestoreWidget", "default_choice", "engine_choices", "plane_index", "preview_layer_kwargs",
+           "restore_options", "restored_layer_kwargs"]
 
 
 def engine_choices() -> list[tuple[str, EngineChoice]]:
@@ -162,6 +170,60 @@ def restored_layer_kwargs(source_layer, result) -> dict:
     }
 
 
+def plane_index(viewer, layer, axis: str) -> int:
+    """The y (``axis='xz'``) or x (``'yz'``) index of ``layer`` to preview.
+
+    Under the cursor when that axis is on screen (the XY view), else at the viewer's dims
+    position (e.g. the y slider of an XZ view); world coordinates are mapped to the layer's
+    data coordinates (``layer.world_to_data``), so scale and translate are honoured.
+    Raises :class:`InputError` when the position is outside the layer.
+    """
+    world = viewer.dims.ndim - (2 if axis == "xz" else 1)  # the layer's y / x are the last two world axes
+    position = [float(v) for v in viewer.dims.point]
+    if world in viewer.dims.displayed:
+        position[world] = float(viewer.cursor.position[world])
+    value = float(layer.world_to_data(position)[-2 if axis == "xz" else -1])
+    index = int(np.floor(value + 0.5))
+    what, n = ("y", layer.data.shape[-2]) if axis == "xz" else ("x", layer.data.shape[-1])
+    if not 0 <= index < n:
+        raise InputError(f"the cursor is outside '{layer.name}' along {what} ({what} = {index}, the stack has 0 to "
+                         f"{n - 1}); move the cursor over the stack, or set the {what} slider in a {axis.upper()} view")
+    return index
+
+
+def preview_layer_kwargs(source_layer, result) -> tuple[dict, dict]:
+    """``add_image`` keywords for the source's plane and the restored plane of a preview (:class:`PlaneResult`).
+
+    Both are 2D layers laid out below the stack in the XY view, the source's plane on top, their
+    columns under the stack's x (an XZ plane) and their rows in the stack's z units: the source's
+    plane keeps its own z spacing (each measured row drawn as tall as the z spacing, no
+    resampling), the restored one the restored spacing, so both cover the same z extent and look
+    like the stack does in an XZ view. Colormap and contrast limits are the source's.
+    """
+    scale = [float(v) for v in source_layer.scale[-3:]]
+    translate = [float(v) for v in source_layer.translate[-3:]]
+    ny, nz = int(source_layer.data.shape[-2]), int(source_layer.data.shape[-3])
+    col = 2 if result.axis == "xz" else 1  # the plane's columns: x (XZ) or y (YZ)
+    gap = 0.04 * ny * scale[1]
+    top = translate[1] + (ny - 0.5) * scale[1] + gap  # just below the stack in world y
+    src_dz, out_dz = scale[0], float(result.spacing[0])
+    ax = result.axis.upper()
+    what = "y" if result.axis == "xz" else "x"
+    base = {"colormap": source_layer.colormap.name, "blending": source_layer.blending,
+            "contrast_limits": tuple(float(c) for c in source_layer.contrast_limits)}
+    meta = {"source": source_layer.name, "axis": result.axis, "index": int(result.index)}
+    measured = {**base, "name": f"{source_layer.name} {ax} {what}={result.index} (measured)",
+                "scale": (src_dz, scale[col]), "translate": (top + 0.5 * src_dz, translate[2]),
+                "metadata": {"volsr_preview": {**meta, "kind": "measured"}}}
+    below = top + nz * src_dz + gap
+    restored = {**base, "name": f"{source_layer.name} preview {ax} {what}={result.index}",
+                "scale": (out_dz, scale[col]), "translate": (below + 0.5 * out_dz, translate[2]),
+                "metadata": {"volsr_preview": {**meta, "kind": "restored", "engine": result.engine.name,
+                                               "measured_rows": [int(r) for r in result.measured_rows],
+                                               "timings": dict(result.timings)}}}
+    return measured, restored
+
+
 class RestoreWidget(JobWidget, EngineMenu, Container):
     """Dock widget: restore the selected z-stack layer to isotropic z sampling."""
 
@@ -200,14 +262,25 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
                                  tooltip="3D Gaussian post-blur (0 = off; the paper's ablation used 0.5)")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.float_output = CheckBox(text="float32 output", value=False)
+        self.preview_button = PushButton(
+            text="Preview plane",
+            tooltip="restore only the plane under the cursor (XZ: at its y, YZ: at its x) with these settings, "
+                    "in seconds, beside the source's plane; pressing again replaces it")
+        self.preview_axis = ComboBox(choices=["XZ", "YZ"], value="XZ", tooltip="which plane to preview")
+        self.preview_row = Container(widgets=[self.preview_button, self.preview_axis], layout="horizontal",
+                                     labels=False, label="preview")
+        self.preview_row.margins = (0, 0, 0, 0)
+        self._preview_layers: list = []
+        self._job_kind = "restore"
         self.run_button = self._job_controls("Restore")
         super().__init__(widgets=[
             self.layer, self.z_factor, self.shape_info, self.engine, self.model_file, self.fit_steps,
             self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.realism, self.n_samples,
             self.planes,
-            self.fusion, self.blur, self.device, self.float_output, self.run_button, self.cancel_button,
-            self.progress, self.status,
+            self.fusion, self.blur, self.device, self.float_output, self.preview_row, self.run_button,
+            self.cancel_button, self.progress, self.status,
         ])
+        self.preview_button.changed.connect(self.preview)
         self.layer.changed.connect(self._on_layer_changed)
         self.z_factor.changed.connect(self._update_shape_info)
         self.engine.changed.connect(self._update_visibility)
@@ -313,7 +386,43 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
         self.progress.max = max(1, self._plan["total"])
         self.progress.value = 0
         self.status.value = "starting…"
+        self._job_kind = "restore"
         return self._start_job(volsr.restore, {"source": data, **kwargs})
+
+    def preview(self, *_) -> Job | None:
+        """Restore only the plane under the cursor (:func:`volsr.api.restore_plane`); returns the job."""
+        if self.job is not None and self.job.running:
+            notify_info("a restoration is already running; wait for it or cancel it first")
+            return None
+        axis = str(self.preview_axis.value).lower()
+        try:
+            layer = self.layer.value
+            data = check_image_layer(layer, purpose="a preview")
+            choice = self.engine.value
+            if choice is not None and choice.kind == "fit":
+                raise InputError(f"a preview needs a trained model, and '{choice.engine}' would first be fitted on "
+                                 "the stack (minutes): press Restore once with 'save fitted model' set (or train "
+                                 "one in 'Train / fit model'), then pick that model and preview")
+            kwargs = self.options()
+            from volsr.grid import check_factor
+
+            check_factor(kwargs["z_factor"])
+            index = plane_index(self.viewer, layer, axis)
+        except VolsrError as err:
+            notify_error(str(err))
+            return None
+        from volsr.api import restore_plane
+
+        self._source = layer
+        self._plan = {"xz": 0, "yz": 0, "total": 0}  # the planes restored (1, or a blur halo): each stage's total
+        self.progress.max, self.progress.value = 1, 0
+        self.status.value = f"previewing {axis.upper()} {'y' if axis == 'xz' else 'x'}={index}…"
+        self._job_kind = "preview"
+        return self._start_job(restore_plane, {"source": data, "axis": axis, "index": index, **kwargs})
+
+    def _set_running(self, running: bool) -> None:
+        super()._set_running(running)
+        self.preview_button.enabled = not running
 
     def _on_progress(self, stage: str, done: int, total: int, info: dict) -> None:
         if self.job is None or not self.job.running:
@@ -335,6 +444,9 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
             self.status.value = f"{stage}: {done}/{total}"
 
     def _on_done(self, outcome: Outcome) -> None:
+        if self._job_kind == "preview":
+            self._on_preview_done(outcome)
+            return
         if not self._finished(outcome, "restoration"):
             return
         result = outcome.value
@@ -350,3 +462,27 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
         self.progress.value = self.progress.max
         secs = sum(result.timings.values()) if result.timings else 0.0
         self.status.value = f"done: {kwargs['name']} {result.data.shape} in {secs:.1f} s"
+
+    def _on_preview_done(self, outcome: Outcome) -> None:
+        if not self._finished(outcome, "preview"):
+            return
+        result = outcome.value
+        first = not self.clear_preview()
+        measured, restored = preview_layer_kwargs(self._source, result)
+        self._preview_layers = [self.viewer.add_image(result.measured, **measured),
+                                self.viewer.add_image(result.data, **restored)]
+        if first and list(self.viewer.dims.displayed)[-2:] == [self.viewer.dims.ndim - 2, self.viewer.dims.ndim - 1]:
+            self.viewer.reset_view()  # the first preview sits below the stack: bring it into view (XY view only)
+        self.progress.value = self.progress.max
+        secs = sum(result.timings.values()) if result.timings else 0.0
+        self.status.value = f"preview: {restored['name']} {result.data.shape} in {secs:.1f} s (below the stack)"
+
+    def clear_preview(self) -> bool:
+        """Remove the preview layers this widget added (those still in the viewer); True if there were any."""
+        had = False
+        for layer in self._preview_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+                had = True
+        self._preview_layers = []
+        return had

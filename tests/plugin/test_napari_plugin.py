@@ -189,6 +189,94 @@ def test_cancel_stops_fit_on_this_stack(make_napari_viewer, qtbot):
     assert list(viewer.layers) == [src] and w.status.value == "cancelled"
 
 
+# -- preview plane ---------------------------------------------------------------------------------
+def _press_preview(qtbot, w):
+    outcome = wait_for(qtbot, w.preview())
+    assert outcome.error is None and not outcome.cancelled, outcome.error
+    return outcome.value
+
+
+def test_preview_plane_under_the_cursor_is_restore_plane_and_replaces_itself(make_napari_viewer, qtbot):
+    from volsr.api import restore_plane
+
+    viewer = make_napari_viewer()
+    data = small_stack((6, 32, 40))
+    src = viewer.add_image(data, name="stack", scale=(1.5, 0.5, 0.5), translate=(1.0, 2.0, 3.0),
+                           contrast_limits=(100, 3000))
+    w = RestoreWidget(viewer)
+    w.select_engine("engine", "linear")
+    w.blur.value = 0.5  # every setting of the full restore applies to the preview
+    assert w.preview_button.text == "Preview plane" and w.preview_axis.value == "XZ"
+    # XY view: y comes from the cursor, mapped through the layer's scale and translate
+    viewer.cursor.position = (1.0 + 1.5 * 2, 2.0 + 0.5 * 11 + 0.2, 3.0 + 0.5 * 7)
+    _press_preview(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == ["stack", "stack XZ y=11 (measured)", "stack preview XZ y=11"]
+    measured, preview = viewer.layers[1], viewer.layers[2]
+    api = restore_plane(data, axis="xz", index=11, **w.options())
+    assert preview.ndim == measured.ndim == 2 and preview.data.shape == (16, 40) and preview.data.dtype == np.uint16
+    np.testing.assert_array_equal(preview.data, api.data)
+    np.testing.assert_array_equal(preview.data, volsr.restore(data, planes="xz", **{
+        k: v for k, v in w.options().items() if k != "planes"}).data[:, 11, :])
+    np.testing.assert_array_equal(measured.data, data[:, 11, :])  # the source's own plane, not resampled
+    # both planes cover the stack's z extent (the source's at its own z spacing), below the stack, under its x
+    np.testing.assert_allclose(measured.scale, (1.5, 0.5))
+    np.testing.assert_allclose(preview.scale, (0.5, 0.5))
+    assert measured.translate[0] > 2.0 + 0.5 * 32 and preview.translate[0] > measured.translate[0] + 1.5 * 5
+    np.testing.assert_allclose([measured.translate[1], preview.translate[1]], [3.0, 3.0])
+    np.testing.assert_allclose(preview.contrast_limits, (100, 3000))
+    assert preview.metadata["volsr_preview"]["measured_rows"] == [0, 3, 6, 9, 12, 15]
+    np.testing.assert_array_equal(src.data, data)
+    assert w.status.value.startswith("preview: stack preview XZ y=11") and w.preview_button.enabled
+
+    # pressed again in an XZ view (y is the slider there): the new plane replaces the old layers
+    viewer.dims.order = (1, 0, 2)
+    viewer.dims.set_point(1, 2.0 + 0.5 * 20)
+    _press_preview(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == ["stack", "stack XZ y=20 (measured)", "stack preview XZ y=20"]
+    np.testing.assert_array_equal(viewer.layers[2].data, restore_plane(data, axis="xz", index=20, **w.options()).data)
+
+    # the YZ plane at the cursor's x
+    viewer.dims.order = (0, 1, 2)
+    w.preview_axis.value = "YZ"
+    viewer.cursor.position = (1.0, 2.0, 3.0 + 0.5 * 33)
+    _press_preview(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == ["stack", "stack YZ x=33 (measured)", "stack preview YZ x=33"]
+    np.testing.assert_array_equal(viewer.layers[2].data, restore_plane(data, axis="yz", index=33, **w.options()).data)
+    np.testing.assert_array_equal(viewer.layers[1].data, data[:, :, 33])
+
+
+def test_preview_refusals_are_notifications_and_cancel_keeps_the_old_preview(make_napari_viewer, qtbot,
+                                                                              slow_engine):
+    viewer = make_napari_viewer()
+    viewer.add_image(small_stack((6, 32, 40)), name="stack", scale=(2.0, 1.0, 1.0))
+    w = RestoreWidget(viewer)
+    start = len(notification_manager.records)
+    w.select_engine("fit", "msdsr")  # would fit for minutes first: refused, not started
+    viewer.cursor.position = (0.0, 4.0, 4.0)
+    assert w.preview() is None
+    w.select_engine("engine", "linear")
+    viewer.cursor.position = (0.0, 40.0, 4.0)  # below the stack
+    assert w.preview() is None
+    msgs = errors_after(start)
+    assert len(msgs) == 2 and "needs a trained model" in msgs[0] and "'msdsr' would first be fitted" in msgs[0]
+    assert "outside 'stack' along y (y = 40, the stack has 0 to 31)" in msgs[1]
+    assert len(viewer.layers) == 1
+
+    viewer.cursor.position = (0.0, 4.0, 4.0)
+    _press_preview(qtbot, w)
+    before = list(viewer.layers)
+    w.select_engine("engine", "test-slow")
+    viewer.cursor.position = (0.0, 9.0, 4.0)
+    job = w.preview()
+    assert job is not None and w.cancel_button.enabled and not w.preview_button.enabled and not w.run_button.enabled
+    assert w.run() is None  # one job at a time
+    assert slow_engine.wait(10)
+    w.cancel()
+    assert wait_for(qtbot, job).cancelled
+    assert list(viewer.layers) == before and w.status.value == "cancelled"
+    assert w.preview_button.enabled and w.run_button.enabled
+
+
 class _RunningJob:
     running = True
     asked = False
@@ -591,8 +679,8 @@ def test_sample_restored_with_the_bundled_msdsr_model(make_napari_viewer, qtbot)
 def test_screenshot_with_docked_widgets(make_napari_viewer, qtbot, tmp_path):
     """Sample + restoration (XZ view, one above the other) with the three widgets docked.
 
-    Writes docs/napari_screenshot.png when VOLSR_UPDATE_SCREENSHOT=1 (then with a bundled MSDSR
-    model if one is installed, 5 DDIM steps: minutes on a CPU), else a temp file with ``linear``.
+    Writes docs/napari_screenshot.png when VOLSR_UPDATE_SCREENSHOT=1 (then with the bundled MSDSR
+    model if one is installed, its own sampler settings: seconds on a CPU), else a temp file with ``linear``.
     """
     from volsr.checkpoint import list_bundled_models
 
@@ -605,8 +693,7 @@ def test_screenshot_with_docked_widgets(make_napari_viewer, qtbot, tmp_path):
     dock, restore = viewer.window.add_plugin_dock_widget("volsr", "Restore z-stack", tabify=True)
     msdsr = [m["name"] for m in list_bundled_models() if m["engine"] == "msdsr"]
     if update and msdsr:
-        restore.select_engine("model", "msdsr", msdsr[0])
-        restore.sampling_steps.value = 5  # ~minutes on a CPU for the 16x128x128 sample
+        restore.select_engine("model", "msdsr", msdsr[0])  # its own sampler settings, as a user gets them
     else:
         restore.select_engine("engine", "linear")
     job = restore.run()

@@ -1,5 +1,6 @@
-"""The public entry points: :func:`restore` (z-stacks to isotropic volumes), :func:`upscale` (2D images
-and in-plane upscaling) and :func:`fit_on_input`. The CLI, the napari plugin and the notebooks use
+"""The public entry points: :func:`restore` (z-stacks to isotropic volumes), :func:`restore_plane` (one
+XZ/YZ plane of that restoration: a preview), :func:`upscale` (2D images and in-plane upscaling) and
+:func:`fit_on_input`. The CLI, the napari plugin and the notebooks use
 only these.
 """
 
@@ -8,6 +9,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "DEFAULT_ENGINE": "restoring",
     "DEFAULT_FIT_MINUTES": "restoring",
+    "PlaneResult": "restoring",
     "RestoreResult": "restoring",
     "as_stack": "restoring",
     "axial_degradation": "restoring",
@@ -16,6 +18,7 @@ _EXPORTS = {
     "prepare_engine": "restoring",
     "resolve_factor": "restoring",
     "restore": "restoring",
+    "restore_plane": "restoring",
     "DEFAULT_SCALE": "upscaling",
     "PLAIN_SUFFIXES": "upscaling",
     "UpscaleResult": "upscaling",

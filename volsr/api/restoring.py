@@ -7,6 +7,7 @@ order and dtype. The CLI, the napari widget and the notebooks all call :func:`re
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -324,32 +325,53 @@ def restore(
     >>> res.data.shape, res.axes
     ((9, 16, 16), 'ZYX')
     """
+    return _restore(dict(locals()))  # the first statement: locals() holds exactly the parameters, by name
+
+
+def _restore(kw: dict, plane: tuple[str, int] | None = None) -> RestoreResult:
+    """:func:`restore`'s one path; ``kw`` holds its arguments by name.
+
+    With ``plane=(axis, index)`` (:func:`restore_plane`) only the planes along ``axis`` at
+    ``index`` (plus the 3D blur's halo) are restored, from the same whole-stack normaliser,
+    engine and options; an engine that would have to be fitted first is refused.
+    """
     t0 = time.perf_counter()
     configure_threads()
-    planes, fusion = check_options(planes, fusion)
-    _check_call(batch_size, output_dtype)
-    check_precision(precision)
-    options = _options(sampling_steps, noise_match, realism, sampler)
-    stack = as_stack(source, axes=axes, spacing=spacing)
+    planes, fusion = check_options(kw["planes"], kw["fusion"])
+    _check_call(kw["batch_size"], kw["output_dtype"])
+    check_precision(kw["precision"])
+    options = _options(kw["sampling_steps"], kw["noise_match"], kw["realism"], kw["sampler"])
+    stack = as_stack(kw["source"], axes=kw["axes"], spacing=kw["spacing"])
     czyx = _canonical_zstack(stack)
-    factor = resolve_factor(z_factor, stack)
+    window = None
+    if plane is not None:
+        planes, fusion = plane[0], "mean"
+        window = _plane_window(czyx.shape, plane[0], plane[1], kw["blur_sigma"])
+        _refuse_fit(kw["engine"], kw["model"], kw["init_model"])
+    factor = resolve_factor(kw["z_factor"], stack)
     grid = OutputGrid(czyx.shape[1], factor)
-    degradation = axial_degradation(stack, factor, psf_sigma_z, psf_file)
+    degradation = axial_degradation(stack, factor, kw["psf_sigma_z"], kw["psf_file"])
     eng, model_path = prepare_engine(
-        engine, model, device, czyx, fit_steps=fit_steps, fit_minutes=fit_minutes, model_out=model_out,
-        seed=seed, progress=progress, engine_options=dict(engine_options or {}), cancel=cancel,
-        init_model=init_model, options=options, degradation=degradation,
+        kw["engine"], kw["model"], kw["device"], czyx, fit_steps=kw["fit_steps"], fit_minutes=kw["fit_minutes"],
+        model_out=kw["model_out"], seed=kw["seed"], progress=kw["progress"],
+        engine_options=dict(kw["engine_options"] or {}), cancel=kw["cancel"], init_model=kw["init_model"],
+        options=options, degradation=degradation,
     )
+    if plane is not None and eng.capabilities.volume:
+        raise InputError(f"'{eng.name}' restores the whole volume at once, so it has no single-plane preview; "
+                         "run restore() and look at the plane there, or preview with a plane engine")
     if eng.learned:
         eng.check_channels(czyx.shape[0])
+    # percentiles of the WHOLE stack, also for a single plane: a preview has the full restore's intensities
     normalizer = (eng.cfg.normalizer() if eng.learned else PercentileNormalizer()).fit(czyx)
+    volume = czyx if window is None else _crop(czyx, planes, window)
     t1 = time.perf_counter()
     result = restore_volume(
-        normalizer.forward(czyx), grid, eng, planes=planes, fusion=fusion, blur_sigma=blur_sigma,
-        batch_size=batch_size, n_samples=n_samples, seed=seed, options=options, progress=progress, cancel=cancel,
-        precision=precision,
+        normalizer.forward(volume), grid, eng, planes=planes, fusion=fusion, blur_sigma=kw["blur_sigma"],
+        batch_size=kw["batch_size"], n_samples=kw["n_samples"], seed=kw["seed"], options=options,
+        progress=kw["progress"], cancel=kw["cancel"], precision=kw["precision"],
     )
-    return _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, output_dtype,
+    return _result(result, normalizer, volume, stack, grid, factor, eng, model_path, kw["output_dtype"],
                    {"fit_s": t1 - t0, "restore_s": time.perf_counter() - t1})
 
 
@@ -367,3 +389,155 @@ def _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, outp
         data=data, axes=stack.axes, spacing=new_spacing, unit=unit, z_factor=factor, grid=grid, engine=eng,
         std=std, model_path=model_path, timings=timings,
     )
+
+
+# -- one plane: the preview of a restoration ------------------------------------------------------
+PLANE_AXES = ("xz", "yz")
+
+
+@dataclass
+class PlaneResult:
+    """What :func:`restore_plane` returns: one restored XZ or YZ plane and what is needed to show it."""
+
+    data: np.ndarray
+    """The restored plane: the input's axes without Y (``xz``) or X (``yz``), e.g. (Z_out, X) for a ZYX stack."""
+    axes: str
+    axis: str
+    index: int
+    measured_rows: np.ndarray
+    """Output-grid rows (along Z of :attr:`data`) holding the measured planes, bit-identical to the input."""
+    measured: np.ndarray
+    """The input's own plane at ``index`` (the measured rows only, input dtype), for comparison."""
+    spacing: tuple[float, float]
+    """(z, lateral) spacing of :attr:`data`: the restored z spacing and x (``xz``) or y (``yz``)."""
+    unit: str | None
+    z_factor: float
+    grid: OutputGrid
+    engine: Engine
+    std: np.ndarray | None = None
+    model_path: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+
+def restore_plane(source, *, axis: str = "xz", index: int, **restore_kwargs) -> PlaneResult:
+    """Restore one XZ plane (fixed y = ``index``) or YZ plane (fixed x = ``index``): a preview in seconds.
+
+    Takes :func:`restore`'s keyword arguments (``engine``, ``model``, ``z_factor``, ``axes``,
+    ``spacing``, ``sampling_steps``, ``realism``, ``blur_sigma``, ``n_samples``, ``seed``,
+    ``precision``, ``progress``, ``cancel``, ...) and runs :func:`restore`'s own path on the
+    stack cropped to that one plane (``volume[:, :, index:index+1, :]`` for XZ), restoring it
+    with ``planes=axis``: the same engine, options and normalisation — percentiles of the
+    *whole* stack, so intensities match the full restore's. With ``blur_sigma`` the crop keeps
+    the blur kernel's halo of neighbouring planes, so the 3D blur is the full one too.
+    ``planes`` and ``fusion`` are checked and then superseded by ``axis``: the preview is the
+    one direction's estimate (``restore(..., planes=axis)``), not the XZ/YZ fusion.
+
+    For a deterministic engine the plane is ``restore(source, planes=axis, **same).data`` at
+    ``index`` (y for XZ, x for YZ): bit for bit for interpolation engines; for network engines
+    (MS-UNet) up to float32 rounding, as the network sees one plane here and a batch in the full
+    run (a convolution may round the last bit differently for one image than for several).
+    A stochastic engine (MSDSR) draws its noise from :func:`volsr.pipeline.volume.slab_seed`
+    ``(seed, axis, 0)``, the seed of the cropped stack's (first) slab, while the full restore
+    seeds the slab of planes that contains ``index`` (``slab_seed(seed, axis, start)``) and
+    draws that slab's noise for all its planes at once: the preview is then a sample of the
+    same model and settings, reproducible for a seed, not the full restore's sample of that plane.
+
+    An engine that would first be fitted on the stack (a learned engine without ``model``, or
+    with ``init_model``) is refused: that fit takes minutes; load or fit a model first.
+    Engines that restore the whole volume at once (``e2e-unet``) have no plane preview.
+
+    Parameters
+    ----------
+    source : str, Path, numpy.ndarray or Stack
+        The z-stack, as for :func:`restore`.
+    axis : {'xz', 'yz'}
+        The plane: XZ (rows = Z, columns = X) at y = ``index``, or YZ (columns = Y) at x = ``index``.
+    index : int
+        The y (``xz``) or x (``yz``) index in the input, 0 <= index < its size.
+
+    Returns
+    -------
+    PlaneResult
+        ``data`` (the plane, input dtype unless ``output_dtype='float32'``), ``measured_rows``,
+        ``measured`` (the input's plane), ``spacing`` (z, lateral), ``std`` with ``n_samples > 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, volsr
+    >>> stack = np.random.default_rng(0).random((5, 16, 12)).astype(np.float32)
+    >>> res = volsr.api.restore_plane(stack, axis="xz", index=3, engine="linear", z_factor=2)
+    >>> res.data.shape, res.axes, res.measured_rows.tolist()
+    ((9, 12), 'ZX', [0, 2, 4, 6, 8])
+    """
+    import inspect
+
+    axis = _check_plane_axis(axis)
+    index = _check_plane_index(index)
+    bound = inspect.signature(restore).bind(source, **restore_kwargs)  # TypeError on a misspelt keyword
+    bound.apply_defaults()
+    kw = dict(bound.arguments)
+    stack = as_stack(source, axes=kw["axes"], spacing=kw["spacing"])  # read once; _restore takes the Stack as is
+    kw.update(source=stack, axes=None, spacing=None)
+    full = _restore(kw, plane=(axis, index))
+    drop = "Y" if axis == "xz" else "X"
+    start = _plane_window(stack.shape_czyx, axis, index, kw["blur_sigma"]).start
+    where = full.axes.index(drop)
+    plane = np.take(full.data, index - start, axis=where)
+    std = None if full.std is None else np.take(full.std, index - start, axis=where)
+    measured = np.take(np.asarray(stack.data), index, axis=stack.axes.index(drop))
+    zs, ys, xs = full.spacing
+    return PlaneResult(
+        data=plane, axes=full.axes.replace(drop, ""), axis=axis, index=index,
+        measured_rows=full.grid.positions.copy(), measured=measured,
+        spacing=(zs, xs if axis == "xz" else ys), unit=full.unit, z_factor=full.z_factor, grid=full.grid,
+        engine=full.engine, std=std, model_path=full.model_path, timings=full.timings,
+    )
+
+
+def _check_plane_axis(axis) -> str:
+    name = str(axis).lower() if isinstance(axis, str) else None
+    if name not in PLANE_AXES:
+        raise InputError(f"axis must be 'xz' (a plane at fixed y) or 'yz' (a plane at fixed x), got {axis!r}")
+    return name
+
+
+def _check_plane_index(index) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise InputError(f"index must be a whole number (the y index for 'xz', the x index for 'yz'), got {index!r}")
+    return int(index)
+
+
+def _plane_window(shape_czyx, axis: str, index: int, blur_sigma) -> slice:
+    """The planes along ``axis`` a preview of plane ``index`` restores: it and the 3D blur's halo."""
+    n = int(shape_czyx[2] if axis == "xz" else shape_czyx[3])
+    what = "y" if axis == "xz" else "x"
+    if not 0 <= index < n:
+        raise InputError(f"{axis.upper()} plane index {index} is outside the stack's {n} {what} positions; "
+                         f"choose an index from 0 to {n - 1}")
+    halo = 0
+    if blur_sigma and math.isfinite(float(blur_sigma)) and float(blur_sigma) > 0:
+        halo = max(1, math.ceil(2 * float(blur_sigma)))  # blur_volume's kernel radius: the plane sees no further
+    return slice(max(0, index - halo), min(n, index + halo + 1))
+
+
+def _crop(czyx: np.ndarray, axis: str, window: slice) -> np.ndarray:
+    return czyx[:, :, window, :] if axis == "xz" else czyx[:, :, :, window]
+
+
+def _refuse_fit(engine, model, init_model) -> None:
+    """A preview takes seconds: refuse an engine that :func:`prepare_engine` would fit on the stack first."""
+    fix = ("load a trained model (model=... / a bundled or saved model) or fit one first "
+           "(restore(..., model_out=...) or the Train widget), then preview with it")
+    if model is not None:
+        return
+    if init_model is not None:
+        raise InputError(f"a preview does not fine-tune (init_model takes a fit of minutes); {fix}")
+    if isinstance(engine, Engine):
+        learned, trained, name = engine.learned, getattr(engine, "trained", True), engine.name
+    else:
+        from ..engines import get_engine_class
+
+        learned, trained, name = get_engine_class(str(engine)).capabilities.learned, False, engine
+    if learned and not trained:
+        raise InputError(f"engine '{name}' has no trained model and would be fitted on the stack first "
+                         f"(minutes); {fix}")
