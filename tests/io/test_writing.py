@@ -1,24 +1,13 @@
 """Atomic writes: nothing half-written is ever left behind, nothing existing is replaced unasked."""
 
-import os
-
 import numpy as np
 import pytest
 import tifffile
+from _io_test_data import listing as _listing  # tests/io is on sys.path (pytest rootdir insertion)
+from _io_test_data import vol as _vol
 
 from volsr.errors import InputError, OutputError
 from volsr.io import read_stack, write_stack
-
-
-def _vol(shape=(6, 20, 24), dtype=np.uint16, seed=0):
-    rng = np.random.default_rng(seed)
-    if np.dtype(dtype).kind == "f":
-        return rng.random(shape).astype(dtype)
-    return rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
-
-
-def _listing(folder):
-    return sorted(os.listdir(folder))
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
