@@ -283,6 +283,17 @@ def _run_planes(volume, grid, engine, out, std, planes, fusion, batch_size, n_sa
                        precision)
 
 
+def _check_volume(volume, grid: OutputGrid, n_samples: int) -> tuple[int, int, int, int]:
+    """The (C, Z, Y, X) shape of a volume that fits ``grid``; one-line errors otherwise."""
+    if getattr(volume, "ndim", None) != 4:
+        raise InputError(f"volume must be (C, Z, Y, X), got shape {getattr(volume, 'shape', None)}")
+    if volume.shape[1] != grid.n_in:
+        raise InputError(f"volume has {volume.shape[1]} z planes but the grid expects {grid.n_in}")
+    if n_samples < 1:
+        raise InputError(f"n_samples must be >= 1, got {n_samples}")
+    return tuple(volume.shape)
+
+
 def restore_volume(
     volume,
     grid: OutputGrid,
@@ -352,13 +363,7 @@ def restore_volume(
     [0.0, 0.5, 1.0, 1.5, 2.0]
     """
     planes, fusion = check_options(planes, fusion)
-    if getattr(volume, "ndim", None) != 4:
-        raise InputError(f"volume must be (C, Z, Y, X), got shape {getattr(volume, 'shape', None)}")
-    c, z, ny, nx = volume.shape
-    if z != grid.n_in:
-        raise InputError(f"volume has {z} z planes but the grid expects {grid.n_in}")
-    if n_samples < 1:
-        raise InputError(f"n_samples must be >= 1, got {n_samples}")
+    c, _, ny, nx = _check_volume(volume, grid, n_samples)
     opts = make_options(options, **option_kwargs)
     check_precision(precision)
     check_batch_size(batch_size)
