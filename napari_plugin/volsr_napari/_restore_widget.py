@@ -11,6 +11,9 @@ the source layer is never modified.
 when that axis is not on screen — with the same settings, through
 :func:`volsr.api.restore_plane`, in seconds: two 2D layers, the source's plane (stretched by
 its z spacing) above the restored one, appear below the stack; pressing again replaces them.
+
+*damaged planes* lists z planes (``12,37-39``) to restore instead of keep (folds, lost
+sections, dropped frames); *mark current plane* appends the plane under the z slider.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     PushButton,
     SpinBox,
 )
@@ -54,8 +58,8 @@ from ._widgets import (
     z_factor_from_scale,
 )
 
-__all__ = ["EngineChoice", "RestoreWidget", "default_choice", "engine_choices", "plane_index", "preview_layer_kwargs",
-           "restore_options", "restored_layer_kwargs"]
+__all__ = ["EngineChoice", "RestoreWidget", "add_plane", "current_plane", "default_choice", "engine_choices",
+           "plane_index", "preview_layer_kwargs", "restore_options", "restored_layer_kwargs"]
 
 
 def engine_choices() -> list[tuple[str, EngineChoice]]:
@@ -96,14 +100,18 @@ def restore_options(
     model_out=None,
     seed: int = 0,
     float_output: bool = False,
+    damaged: str = "",
 ) -> dict:
     """Keyword arguments for :func:`volsr.restore` from the widget's values.
 
     Zero means "not set" for ``blur_sigma``, ``sampling_steps``, ``fit_steps`` and
     ``fit_minutes``, and a negative ``realism`` means "the model's" (the library defaults
-    then apply). Raises :class:`InputError` when a
-    model file is required but missing.
+    then apply). ``damaged`` is the *damaged planes* text (``"12,37-39"``,
+    :func:`volsr.grid.parse_plane_list`); empty = none. Raises :class:`InputError` when a
+    model file is required but missing, or the damaged planes are malformed.
     """
+    from volsr.grid import parse_plane_list
+
     kw: dict = {
         "engine": choice.engine,
         "z_factor": float(z_factor),
@@ -116,6 +124,9 @@ def restore_options(
         "seed": int(seed),
         "output_dtype": "float32" if float_output else "same",
     }
+    planes_damaged = parse_plane_list(damaged or "")
+    if planes_damaged:
+        kw["damaged"] = planes_damaged
     if choice.learned:
         kw["n_samples"] = int(n_samples)
         if sampling_steps:
@@ -191,6 +202,39 @@ def plane_index(viewer, layer, axis: str) -> int:
     return index
 
 
+def current_plane(viewer, layer) -> int:
+    """The z index of ``layer`` at the viewer's current position (``viewer.dims.current_step``).
+
+    The viewer's position along the layer's z world axis is mapped to the layer's data index
+    (``layer.world_to_data``), so scale and translate are honoured. Raises
+    :class:`InputError` when that position is outside the layer.
+    """
+    position = [float(v) for v in viewer.dims.point]
+    value = float(layer.world_to_data(position)[-3])
+    index = int(np.floor(value + 0.5))
+    n = int(layer.data.shape[-3])
+    if not 0 <= index < n:
+        raise InputError(f"the z slider is outside '{layer.name}' (z = {index}, the stack has planes 0 to {n - 1}); "
+                         "move the z slider onto the damaged plane")
+    return index
+
+
+def add_plane(text: str, index: int) -> str:
+    """``text`` (a damaged-planes list) with plane ``index`` appended (unchanged when already listed).
+
+    Examples
+    --------
+    >>> add_plane("", 4), add_plane("12,37-39", 4), add_plane("4", 4)
+    ('4', '12,37-39,4', '4')
+    """
+    from volsr.grid import parse_plane_list
+
+    text = (text or "").strip().strip(",")
+    if int(index) in parse_plane_list(text):
+        return text
+    return f"{text},{int(index)}" if text else str(int(index))
+
+
 def preview_layer_kwargs(source_layer, result) -> tuple[dict, dict]:
     """``add_image`` keywords for the source's plane and the restored plane of a preview (:class:`PlaneResult`).
 
@@ -262,6 +306,15 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
                                  tooltip="3D Gaussian post-blur (0 = off; the paper's ablation used 0.5)")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.float_output = CheckBox(text="float32 output", value=False)
+        self.damaged = LineEdit(
+            label="damaged planes", value="",
+            tooltip="z planes to restore instead of keep (folds, lost sections, dropped frames): 0-based "
+                    "indices and ranges, e.g. 12,37-39")
+        self.mark_button = PushButton(text="mark current plane",
+                                      tooltip="add the z plane under the z slider to the damaged planes")
+        self.damaged_row = Container(widgets=[self.damaged, self.mark_button], layout="horizontal",
+                                     labels=False, label="damaged planes")
+        self.damaged_row.margins = (0, 0, 0, 0)
         self.preview_button = PushButton(
             text="Preview plane",
             tooltip="restore only the plane under the cursor (XZ: at its y, YZ: at its x) with these settings, "
@@ -277,10 +330,12 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
             self.layer, self.z_factor, self.shape_info, self.engine, self.model_file, self.fit_steps,
             self.fit_minutes, self.fit_preset, self.model_out, self.sampling_steps, self.realism, self.n_samples,
             self.planes,
-            self.fusion, self.blur, self.device, self.float_output, self.preview_row, self.run_button,
+            self.fusion, self.blur, self.device, self.float_output, self.damaged_row, self.preview_row,
+            self.run_button,
             self.cancel_button, self.progress, self.status,
         ])
         self.preview_button.changed.connect(self.preview)
+        self.mark_button.changed.connect(self.mark_current_plane)
         self.layer.changed.connect(self._on_layer_changed)
         self.z_factor.changed.connect(self._update_shape_info)
         self.engine.changed.connect(self._update_visibility)
@@ -358,8 +413,20 @@ class RestoreWidget(JobWidget, EngineMenu, Container):
             realism=self.realism.value,
             fit_steps=self.fit_steps.value, fit_minutes=self.fit_minutes.value,
             fit_preset=self.fit_preset.value, model_file=self.model_file.value,
-            model_out=self.model_out.value, float_output=self.float_output.value,
+            model_out=self.model_out.value, float_output=self.float_output.value, damaged=self.damaged.value,
         )
+
+    def mark_current_plane(self, *_) -> int | None:
+        """Append the z index under the viewer's z slider to *damaged planes*; returns it (None if refused)."""
+        try:
+            layer = self.layer.value
+            check_image_layer(layer, purpose="marking a damaged plane")
+            index = current_plane(self.viewer, layer)
+            self.damaged.value = add_plane(self.damaged.value, index)
+        except VolsrError as err:
+            notify_error(str(err))
+            return None
+        return index
 
     def run(self, *_) -> Job | None:
         """Start restoring the selected layer; returns the job (None if the form was refused)."""

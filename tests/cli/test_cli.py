@@ -290,3 +290,37 @@ def test_models_lists_the_bundled_model(capsys):
     models = json.loads(out)
     assert rc == 0 and {"name": "sample_model", "engine": "msdsr"}.items() <= next(
         m for m in models if m["name"] == "sample_model").items()
+
+
+# -- --damaged-planes ------------------------------------------------------------------------
+def test_infer_damaged_planes_restores_them_and_records_the_good_ones(tmp_path, capsys):
+    data = _vol()
+    data[2] = 0  # a lost section
+    src, _ = _write(tmp_path, data=data)
+    rc, _, err = _run(capsys, "infer", src, "--engine", "linear", "-q", "--damaged-planes", "2")
+    assert rc == 0 and "1 damaged plane(s) restored" in err
+    back = volsr.read_stack(tmp_path / "stack_volsr.tif")
+    assert back.data.shape == (11, 32, 32) and back.spacing == pytest.approx((0.5, 0.5, 0.5))
+    assert list(back.measured_planes) == [0, 2, 6, 8, 10]  # the damaged plane's row 4 was restored
+    for i in (0, 1, 3, 4, 5):
+        np.testing.assert_array_equal(back.data[2 * i], data[i])
+    mid = (data[1].astype(np.float64) + data[3]) / 2
+    np.testing.assert_allclose(back.data[4].astype(np.float64), mid, atol=1.0)
+
+
+@pytest.mark.parametrize("value,match", [("6", "outside the stack"), ("-1", "negative"), ("x", "not a plane number"),
+                                         ("5-3", "backwards"), ("a-b", "not a plane number"),
+                                         ("0-5", "every plane"), ("1-5", "at least 2 good planes")])
+def test_infer_bad_damaged_planes_exit_2_one_line_nothing_written(tmp_path, capsys, value, match):
+    src, _ = _write(tmp_path)
+    before = _files(tmp_path)
+    rc, _, err = _run(capsys, "infer", src, "--engine", "linear", "-q", f"--damaged-planes={value}")
+    assert rc == 2 and err.startswith("volsr: error:") and match in err
+    assert len(err.strip().splitlines()) == 1
+    assert _files(tmp_path) == before and _partials(tmp_path) == []
+
+
+def test_infer_damaged_planes_on_a_2d_image_is_refused(tmp_path, capsys):
+    src, _ = _write(tmp_path, "img.tif", _vol((1, 32, 32))[0], "YX")
+    rc, _, err = _run(capsys, "infer", src, "--engine", "linear", "-q", "--z-factor", "2", "--damaged-planes", "0")
+    assert rc == 2 and "damaged planes" in err and len(err.strip().splitlines()) == 1

@@ -716,3 +716,38 @@ def test_screenshot_with_docked_widgets(make_napari_viewer, qtbot, tmp_path):
 
     imsave(out, img, check_contrast=False)
     assert out.stat().st_size > 10_000
+
+
+# -- damaged planes --------------------------------------------------------------------------------
+def test_damaged_planes_field_and_mark_current_plane_button(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    data = small_stack()
+    original = data.copy()
+    viewer.add_image(data, name="stack", scale=(1.5, 0.5, 0.5), translate=(1.0, 0.0, 0.0))
+    w = RestoreWidget(viewer)
+    w.select_engine("engine", "linear")
+    assert w.damaged.value == ""
+    viewer.dims.set_point(0, 1.0 + 2 * 1.5)  # world z of data plane 2 (scale and translate honoured)
+    assert w.mark_current_plane() == 2 and w.damaged.value == "2"
+    w.mark_button.clicked.emit()  # the button: the same plane is not added twice
+    assert w.damaged.value == "2"
+    viewer.dims.set_point(0, 1.0 + 4 * 1.5)
+    w.mark_button.clicked.emit()
+    assert w.damaged.value == "2,4"
+    assert w.options()["damaged"] == (2, 4)
+
+    outcome = wait_for(qtbot, w.run())
+    assert outcome.error is None
+    out = viewer.layers[-1]
+    assert out.data.shape == (16, 32, 40)
+    api = volsr.restore(original, engine="linear", z_factor=3.0, spacing=(1.5, 0.5, 0.5), damaged="2,4")
+    np.testing.assert_array_equal(out.data, api.data)
+    for i in (0, 1, 3, 5):
+        np.testing.assert_array_equal(out.data[3 * i], original[i])
+    mid = (original[1].astype(float) + original[3]) / 2  # plane 2 (row 6): between rows 3 and 9
+    assert np.abs(out.data[6].astype(float) - mid).max() <= 1.0
+
+    start = len(notification_manager.records)
+    w.damaged.value = "5-3"
+    assert w.run() is None
+    assert any("backwards" in m for m in errors_after(start))

@@ -142,3 +142,52 @@ def test_linear_fill_recovers_linear_rows_and_keeps_known():
 def test_linear_fill_rejects_empty_mask():
     with pytest.raises(VolsrError):
         linear_fill(torch.zeros(1, 1, 4, 4), torch.zeros(4, dtype=torch.bool))
+
+
+# -- dropped rows: the 2f / 3f gaps of damaged planes ------------------------------------------
+def test_strided_masks_with_p_drop_cover_gaps_of_2f_and_3f():
+    from volsr.training.masks import drop_rows
+
+    rng = np.random.default_rng(3)
+    masks = MaskSampler(scheme="strided", factor_range=(4, 4), p_drop=1.0)(200, 48, rng)
+    gaps = set()
+    for m in masks:
+        rows = np.flatnonzero(m)
+        assert rows.size >= 2
+        gaps.update(np.diff(rows).tolist())
+    assert {4, 8, 12} <= gaps and gaps <= {4, 8, 12}
+    base = np.zeros(13, bool)
+    base[::4] = True
+    for _ in range(20):  # the end rows stay: the wider gap is bridged from both sides
+        out = drop_rows(base, rng)
+        assert out[0] and out[12] and 2 <= out.sum() <= 3
+    two = np.zeros(5, bool)
+    two[[0, 4]] = True
+    np.testing.assert_array_equal(drop_rows(two, rng), two)  # no interior known row: unchanged
+
+
+def test_p_drop_zero_draws_the_masks_of_earlier_versions():
+    a = MaskSampler()(64, 48, np.random.default_rng(5))
+    b = MaskSampler(p_drop=0.0)(64, 48, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(VolsrError, match="p_drop"):
+        MaskSampler(p_drop=1.5)
+    s = MaskSampler(p_drop=0.25)
+    assert mask_sampler_from_config(s.to_config()) == s
+
+
+def test_mask_p_drop_is_opt_in_and_old_model_files_keep_zero():
+    from pathlib import Path
+
+    from volsr.engines import create_engine, load_engine
+    from volsr.engines.msdsr import MSDSREngine
+
+    assert create_engine("msunet", preset="tiny").cfg.mask_p_drop == 0.0  # default fits unchanged
+    eng = create_engine("msunet", preset="tiny", mask_p_drop=0.25)
+    assert eng.cfg.mask_p_drop == 0.25 and eng.cfg.mask_sampler().p_drop == 0.25
+    assert MSDSREngine.upgrade_config({"preset": "tiny"})["mask_p_drop"] == 0.0
+    assert MSDSREngine.upgrade_config({"mask_p_drop": 0.5})["mask_p_drop"] == 0.5
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+    for name in ("msunet", "msdsr"):
+        eng = load_engine(fixtures / f"{name}.volsr")
+        assert eng.cfg.mask_p_drop == 0.0 and eng.cfg.mask_sampler().p_drop == 0.0

@@ -20,7 +20,7 @@ from ..engines import Engine, create_engine, load_engine
 from ..engines.base import RestoreOptions, check_batch_size, make_options
 from ..engines.base import check_options as check_engine_options
 from ..errors import InputError, OutputError, VolsrError
-from ..grid import OutputGrid, VolumeGrid, check_factor
+from ..grid import OutputGrid, VolumeGrid, check_factor, parse_plane_list
 from ..normalize import PercentileNormalizer, check_finite, to_dtype
 from ..pipeline.volume import check_options, restore_volume
 from ..runtime.hardware import configure_threads, resolve_device
@@ -47,12 +47,20 @@ class RestoreResult:
     model_path: Path | None = None
     timings: dict = field(default_factory=dict)
 
+    @property
+    def damaged(self) -> tuple[int, ...]:
+        """Input planes marked damaged (0-based): restored like unmeasured rows, not kept."""
+        return self.grid.damaged
+
     def save(self, path, overwrite: bool = False) -> Path:
-        """Write :attr:`data` with the new spacing and the measured planes' positions (OME-TIFF); atomic."""
+        """Write :attr:`data` with the new spacing and the good measured planes' output rows (OME-TIFF); atomic.
+
+        Damaged planes' rows are not recorded as measured: a reader sees they were restored.
+        """
         from ..io import write_stack
 
         return write_stack(path, self.data, self.axes, spacing=self.spacing, unit=self.unit, overwrite=overwrite,
-                           measured_planes=self.grid.positions)
+                           measured_planes=self.grid.good_positions)
 
 
 def as_stack(source, axes: str | None = None, spacing=None):
@@ -105,15 +113,19 @@ def check_fit_budget(fit_steps, fit_minutes) -> None:
 
 
 def fit_on_input(eng: Engine, data, *, how: str, fit_steps, fit_minutes, default_minutes: float, seed: int,
-                 progress=None, cancel=None) -> dict:
+                 progress=None, cancel=None, damaged=()) -> dict:
     """Fit a learned engine on the user's own input (z-stack or image); provenance says ``how``.
 
     The one place for the budget check, the default budget and the fit's provenance, shared
-    by ``volsr infer`` and the zero-shot fit of ``volsr upscale``.
+    by ``volsr infer`` and the zero-shot fit of ``volsr upscale``. ``damaged`` (z indices of a
+    (C, Z, Y, X) ``data``) are dropped from the training data: no XY crop comes from them.
     """
     check_fit_budget(fit_steps, fit_minutes)
     if fit_steps is None and fit_minutes is None:
         fit_minutes = default_minutes
+    if damaged:
+        data = np.delete(np.asarray(data), list(damaged), axis=1)
+        how += f", without the {len(damaged)} damaged plane{'s' if len(damaged) > 1 else ''}"
     report = eng.fit(data, steps=fit_steps, minutes=fit_minutes, seed=seed, progress=progress, cancel=cancel)
     eng.provenance.update({"fit": how, "fit_report": {
         k: v for k, v in report.items() if isinstance(v, (int, float, str))}})
@@ -150,14 +162,15 @@ def _initial_engine(engine, model, init_model, dev, engine_options) -> tuple[Eng
 def prepare_engine(
     engine, model, device, volume_czyx: np.ndarray, *, fit_steps, fit_minutes, model_out, seed, progress,
     engine_options: dict, cancel=None, init_model=None, options: RestoreOptions | None = None,
-    degradation=None,
+    degradation=None, damaged=(),
 ) -> tuple[Engine, Path | None]:
     """Engine instance ready to restore: given, loaded from a model file, or fitted on the stack.
 
     With ``init_model`` the fit starts from that model's weights (fine-tuning) instead of
     from scratch. ``options`` (this call's restore options) are checked against the engine
     before any fit starts. ``degradation`` (:mod:`volsr.training.degrade`) replaces the engine's
-    training degradation for the fit (e.g. with the axial PSF).
+    training degradation for the fit (e.g. with the axial PSF). ``damaged`` z planes of
+    ``volume_czyx`` are left out of the fit (:func:`fit_on_input`).
     """
     dev = resolve_device(device)
     if model_out is not None and model is None and not Path(model_out).parent.exists():
@@ -179,7 +192,7 @@ def prepare_engine(
     if init_model is not None:
         how += f", fine-tuned from {init_model}"
     fit_on_input(eng, volume_czyx, how=how, fit_steps=fit_steps, fit_minutes=fit_minutes,
-                 default_minutes=DEFAULT_FIT_MINUTES, seed=seed, progress=progress, cancel=cancel)
+                 default_minutes=DEFAULT_FIT_MINUTES, seed=seed, progress=progress, cancel=cancel, damaged=damaged)
     saved = None
     if model_out is not None:
         saved = eng.save(model_out, overwrite=True)
@@ -207,13 +220,14 @@ def _check_call(batch_size, output_dtype) -> None:
         raise InputError(f"output_dtype must be 'same' or 'float32', got {output_dtype!r}")
 
 
-def _canonical_zstack(stack) -> np.ndarray:
+def _canonical_zstack(stack, damaged=None) -> np.ndarray:
     """(C, Z, Y, X) of a stack with >= 2 finite z planes."""
     czyx = stack.canonical()
     if czyx.shape[1] < 2:
         raise InputError(
             f"the input has a single z plane (axes {stack.axes}, shape {stack.data.shape}); "
             "volsr needs a z-stack with at least 2 planes — check --axes"
+            + ("; damaged planes (--damaged-planes) can only be marked in a z-stack" if damaged else "")
         )
     check_finite(czyx)
     return czyx
@@ -269,6 +283,7 @@ def restore(
     realism: float | None = None,
     psf_sigma_z: float | str | None = None,
     psf_file: str | Path | None = None,
+    damaged=None,
     output_dtype: str = "same",
     precision: str = "auto",
     progress: Callable[..., None] | None = None,
@@ -308,6 +323,12 @@ def restore(
         Two-stage MSDSR: 0 = regression estimate (PSNR/SSIM; measurement), 1 = diffusion sample.
     psf_sigma_z, psf_file : optional
         Axial PSF for the fit (:func:`axial_degradation`): sigma in output px or ``'0.8um'``; a PSF TIFF.
+    damaged : sequence of int or str, optional
+        Input planes (0-based z indices, or text such as ``"12,37-39"``) that are damaged (a fold,
+        a lost section, a dropped frame): they are restored like unmeasured rows from the good
+        planes around them, left out of a fit on the input, and not recorded as measured in the
+        saved file. The output grid (plane count, spacing) is unchanged; the other measured
+        planes come back bit-identical. At least 2 good planes must remain.
     precision : {'auto', 'float32', 'bfloat16'}
         Network arithmetic (:mod:`volsr.runtime.precision`): ``auto`` = bfloat16 autocast and
         channels-last where the hardware computes bfloat16 natively, else float32; ``float32``
@@ -342,20 +363,21 @@ def _restore(kw: dict, plane: tuple[str, int] | None = None) -> RestoreResult:
     check_precision(kw["precision"])
     options = _options(kw["sampling_steps"], kw["noise_match"], kw["realism"], kw["sampler"])
     stack = as_stack(kw["source"], axes=kw["axes"], spacing=kw["spacing"])
-    czyx = _canonical_zstack(stack)
+    czyx = _canonical_zstack(stack, kw["damaged"])
+    damaged = parse_plane_list(kw["damaged"], czyx.shape[1])
     window = None
     if plane is not None:
         planes, fusion = plane[0], "mean"
         window = _plane_window(czyx.shape, plane[0], plane[1], kw["blur_sigma"])
         _refuse_fit(kw["engine"], kw["model"], kw["init_model"])
     factor = resolve_factor(kw["z_factor"], stack)
-    grid = OutputGrid(czyx.shape[1], factor)
+    grid = OutputGrid(czyx.shape[1], factor, damaged=damaged)
     degradation = axial_degradation(stack, factor, kw["psf_sigma_z"], kw["psf_file"])
     eng, model_path = prepare_engine(
         kw["engine"], kw["model"], kw["device"], czyx, fit_steps=kw["fit_steps"], fit_minutes=kw["fit_minutes"],
         model_out=kw["model_out"], seed=kw["seed"], progress=kw["progress"],
         engine_options=dict(kw["engine_options"] or {}), cancel=kw["cancel"], init_model=kw["init_model"],
-        options=options, degradation=degradation,
+        options=options, degradation=degradation, damaged=damaged,
     )
     if plane is not None and eng.capabilities.volume:
         raise InputError(f"'{eng.name}' restores the whole volume at once, so it has no single-plane preview; "
@@ -378,7 +400,8 @@ def _restore(kw: dict, plane: tuple[str, int] | None = None) -> RestoreResult:
 def _result(result, normalizer, czyx, stack, grid, factor, eng, model_path, output_dtype, timings) -> RestoreResult:
     """Back to the input's units, dtype and axes; measured planes bit-identical; new spacing."""
     restored = normalizer.inverse(result.data)
-    restored[:, grid.positions] = czyx  # measured planes back bit-identical in input units
+    good = np.flatnonzero(grid.good)  # damaged planes' rows keep the restoration
+    restored[:, grid.good_positions] = czyx[:, good]  # good measured planes back bit-identical in input units
     dtype = np.float32 if output_dtype == "float32" else stack.data.dtype
     data = stack.from_canonical(to_dtype(restored, dtype))
     std = None
@@ -405,7 +428,8 @@ class PlaneResult:
     axis: str
     index: int
     measured_rows: np.ndarray
-    """Output-grid rows (along Z of :attr:`data`) holding the measured planes, bit-identical to the input."""
+    """Output-grid rows (along Z of :attr:`data`) holding the good measured planes, bit-identical to the input
+    (damaged planes' rows are restored, so not among them)."""
     measured: np.ndarray
     """The input's own plane at ``index`` (the measured rows only, input dtype), for comparison."""
     spacing: tuple[float, float]
@@ -488,7 +512,7 @@ def restore_plane(source, *, axis: str = "xz", index: int, **restore_kwargs) -> 
     zs, ys, xs = full.spacing
     return PlaneResult(
         data=plane, axes=full.axes.replace(drop, ""), axis=axis, index=index,
-        measured_rows=full.grid.positions.copy(), measured=measured,
+        measured_rows=full.grid.good_positions.copy(), measured=measured,
         spacing=(zs, xs if axis == "xz" else ys), unit=full.unit, z_factor=full.z_factor, grid=full.grid,
         engine=full.engine, std=std, model_path=full.model_path, timings=full.timings,
     )

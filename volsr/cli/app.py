@@ -91,7 +91,44 @@ def cmd_info(args) -> int:
         print(f"z factor:  {f:g}  (volsr infer needs >= 2 planes and a factor >= 1)")
     if stack.measured_planes is not None:
         print(f"measured:  {len(stack.measured_planes)} planes recorded by volsr (the others were restored)")
+    if args.damaged_planes is not None:
+        _print_damaged(args.damaged_planes, z, f)
+    if args.check_planes:
+        _print_plane_check(args.input, stack.canonical(), f)
     return 0
+
+
+def _print_damaged(text: str, n_planes: int, factor) -> None:
+    """Where ``--damaged-planes`` fall on the output grid, checked as ``volsr infer`` checks them."""
+    from ..grid import OutputGrid, format_ranges, parse_plane_list
+
+    damaged = parse_plane_list(text, n_planes)
+    print(f"damaged:   planes {format_ranges(damaged)} ({len(damaged)} of {n_planes}) restored as unmeasured rows", end="")
+    if factor is None or factor < 1:
+        print("; output rows need the z factor (--z-factor)")
+        return
+    grid = OutputGrid(n_planes, factor, damaged=damaged)
+    print(f" at output rows {', '.join(map(str, grid.damaged_positions))}")
+
+
+def _print_plane_check(path, czyx, factor) -> None:
+    """``volsr info --check-planes``: planes whose statistics are outliers against their neighbours."""
+    from ..grid import format_ranges
+    from ..metrics.plane_outliers import MIN_PLANES, check_planes
+
+    z = czyx.shape[1]
+    if z < MIN_PLANES:
+        print(f"planes:    too few planes to check (need >= {MIN_PLANES})")
+        return
+    flags = check_planes(czyx)
+    print(f"planes:    checked {z}; {len(flags)} look damaged")
+    rows = factor is not None and factor >= 1
+    for flag in flags:
+        where = f"  (output row {round(flag.index * factor)})" if rows else ""
+        print(f"  plane {flag.index}: {'; '.join(flag.reasons)}{where}")
+    if flags:
+        print(f"restore them as unmeasured rows: volsr infer {path} "
+              f"--damaged-planes {format_ranges(f.index for f in flags)}")
 
 
 # -- infer ------------------------------------------------------------------------------
@@ -119,6 +156,9 @@ def cmd_infer(args) -> int:
     if std_out is not None:
         check_output(std_out, args.overwrite)
 
+    from ..grid import parse_plane_list
+
+    damaged = parse_plane_list(args.damaged_planes)  # a malformed list: one line before any work
     check_fit_budget(args.fit_steps, args.fit_minutes)  # before the 'fitting ...' notice, not after it
     resolve_device(args.device)  # --device cuda without a GPU: one error line before any notice or work
 
@@ -148,18 +188,20 @@ def cmd_infer(args) -> int:
             init_model=args.init_model,
             n_samples=args.n_samples, sampling_steps=args.steps, sampler=args.sampler, noise_match=args.noise_match,
             realism=args.realism, psf_sigma_z=args.psf_sigma_z, psf_file=args.psf_file, precision=args.precision,
-            output_dtype="float32" if args.float32 else "same", progress=progress,
+            damaged=damaged, output_dtype="float32" if args.float32 else "same", progress=progress,
         )
     finally:
         progress.close()
     g = res.grid
-    # the measured planes' output rows go into the file: `volsr score` takes its XY reference from them
+    # the good measured planes' output rows go into the file (damaged ones were restored):
+    # `volsr score` takes its XY reference from them
     write_stack(out, res.data, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite,
-                measured_planes=g.positions)
+                measured_planes=g.good_positions)
     if std_out is not None and res.std is not None:
         write_stack(std_out, res.std, res.axes, spacing=res.spacing, unit=res.unit, overwrite=args.overwrite,
-                    measured_planes=g.positions)
-    print(f"volsr: {g.n_in} -> {g.n_out} z planes (factor {res.z_factor:g}, engine {res.engine.name}) "
+                    measured_planes=g.good_positions)
+    restored = f", {len(g.damaged)} damaged plane(s) restored" if g.damaged else ""
+    print(f"volsr: {g.n_in} -> {g.n_out} z planes (factor {res.z_factor:g}, engine {res.engine.name}{restored}) "
           f"in {time.perf_counter() - t0:.1f} s; wrote {out}" + (f" and {std_out}" if std_out else ""),
           file=sys.stderr)
     return 0
@@ -177,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="shape, axes, voxel spacing and z factor of a stack")
     p.add_argument("input")
     p.add_argument("--axes", help="override the axes string (e.g. ZYX, CZYX, ZCYX)")
+    p.add_argument("--check-planes", action="store_true",
+                   help="list z planes whose mean, contrast, fine detail, correlation or alignment break "
+                        "with their neighbours (folds, lost sections, dropped or shifted frames); reports only")
+    p.add_argument("--damaged-planes", metavar="LIST",
+                   help="show where these input planes (e.g. 12,37-39) fall on the output grid of volsr infer")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("infer", help="restore a z-stack to isotropic sampling")
@@ -212,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "sigma in output pixels (e.g. 2) or a length (e.g. 0.8um); default none")
     p.add_argument("--psf-file", metavar="TIFF",
                    help="measured PSF stack (ZYX, same spacing as the input) whose z profile is the axial PSF")
+    p.add_argument("--damaged-planes", metavar="LIST",
+                   help="input planes to restore instead of keep (folds, lost sections, dropped frames): 0-based "
+                        "z indices and ranges, e.g. 12,37-39; restored from the good planes around them and left "
+                        "out of the self-supervised fit")
     p.add_argument("--n-samples", type=int, default=1, help=">1: also write a per-voxel std (uncertainty) map")
     p.add_argument("--batch-size", type=int, help="planes per engine call")
     p.add_argument("--seed", type=int, default=0)

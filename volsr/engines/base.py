@@ -253,7 +253,12 @@ class Engine:
 
     def restore_volume(self, volume_czyx, grid, options: RestoreOptions | None = None, *,
                        progress=None, cancel=None):
-        """Whole-volume restoration (engines with ``capabilities.volume``)."""
+        """Whole-volume restoration (engines with ``capabilities.volume``).
+
+        The known planes are ``grid.good_positions``: planes listed in ``grid.damaged`` are in
+        the volume but must be restored like unmeasured rows (the pipeline pastes back only the
+        good planes).
+        """
         raise VolsrError(f"engine '{self.name}' does not restore whole volumes")
 
     def upscale(self, images: torch.Tensor, scale: int, options: RestoreOptions | None = None, *,

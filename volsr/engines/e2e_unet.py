@@ -170,7 +170,9 @@ class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
 
         Returns
         -------
-        Same type as the input, (C, grid.n_out, Y, X) float32; measured planes unchanged.
+        Same type as the input, (C, grid.n_out, Y, X) float32; good measured planes unchanged, damaged
+        ones (``grid.damaged``) predicted from the good planes around them like any unmeasured row
+        (held at the nearest good plane before the first / after the last good one).
         """
         as_numpy = not isinstance(volume_czyx, torch.Tensor)
         vol = torch.as_tensor(np.asarray(volume_czyx, dtype=np.float32) if as_numpy else volume_czyx)
@@ -184,7 +186,10 @@ class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
         if options is not None and options.batch_size is not None:
             batch_size = options.batch_size
         net = self.sampling_network.eval()
-        pos = grid.positions.tolist()
+        # damaged planes (grid.damaged) are not nodes: their rows are predicted across the wider gap
+        vol = vol[:, torch.from_numpy(np.flatnonzero(grid.good))]
+        z = vol.shape[1]
+        pos = grid.good_positions.tolist()
         # node planes per gap, keyed by (gap index, position); CPU-resident, moved per batch
         nodes: dict[tuple[int, float], torch.Tensor] = {}
         plans = []
@@ -227,4 +232,6 @@ class E2EUNetEngine(BasicUNetMemory, LearnedEngine):
                 else:
                     out[:, r] = (1.0 - w) * nodes[(g, left)] + w * nodes[(g, right)]
         out[:, pos[-1]] = vol[:, -1]
+        out[:, :pos[0]] = vol[:, :1]  # damaged planes before the first / after the last good one: held
+        out[:, pos[-1] + 1:] = vol[:, -1:]
         return out.numpy() if as_numpy else out.to(volume_czyx.device)

@@ -328,7 +328,7 @@ class MSDSREngine(NoiseMapMixin, LearnedEngine):
     @classmethod
     def upgrade_config(cls, config: dict) -> dict:
         """A model file without ``timestep_spacing`` keeps the sampling it was saved with ('auto')."""
-        return {"timestep_spacing": "auto", **config}
+        return {"timestep_spacing": "auto", **super().upgrade_config(config)}
 
     # -- networks -------------------------------------------------------------------------------
     @property

@@ -1,5 +1,6 @@
 """Evaluation metrics: Frechet distances on pluggable features, SliceFID, paired PSNR/SSIM
-per axis, and radial power spectra with a spectral isotropy gap.
+per axis, radial power spectra with a spectral isotropy gap, and damaged-plane checks
+(``check_planes``).
 
 Only numpy/scipy/scikit-image/torch are needed at import time; torchvision is imported when
 the ``inception`` features are first used.
@@ -15,6 +16,7 @@ from .features import (
 )
 from .frechet import fid_from_features, frechet_distance, gaussian_stats
 from .paired import paired_metrics, psnr, ssim_planes
+from .plane_outliers import PlaneFlag, check_planes
 from .slicefid import ReferenceStats, SliceFIDResult, crop_features, fid_of_crops, reference_stats, slice_fid
 from .slicing import AXES, IntensityWindow, axis_slices, sample_image_crops, sample_volume_crops
 from .spectra import AxisSpectra, axis_spectra, isotropy_gap, radial_power_spectrum, spectrum_error
@@ -26,10 +28,12 @@ __all__ = [
     "InceptionExtractor",
     "IntensityWindow",
     "LowLevelExtractor",
+    "PlaneFlag",
     "ReferenceStats",
     "SliceFIDResult",
     "axis_slices",
     "axis_spectra",
+    "check_planes",
     "crop_features",
     "fid_from_features",
     "fid_of_crops",

@@ -179,8 +179,10 @@ def _run_direction(
             slab = rearrange(np.asarray(volume[:, :, sl, :]), "c z b x -> b c z x")
         else:  # fixed x: rows = Z, cols = Y
             slab = rearrange(np.asarray(volume[:, :, :, sl]), "c z y b -> b c z y")
-        planes = to_device(torch.from_numpy(np.ascontiguousarray(grid.place(slab.astype(np.float32), axis=2))),
-                           engine.device)
+        placed = grid.place(slab.astype(np.float32), axis=2)
+        if grid.damaged:  # damaged planes are unknown rows: the engine sees what it sees between measured planes
+            placed[:, :, grid.damaged_positions] = 0.0
+        planes = to_device(torch.from_numpy(np.ascontiguousarray(placed)), engine.device)
         opts = options.replace(seed=slab_seed(seed, axis, start))
         run = {"cancel": cancel, "progress": None}
         if progress is not None and engine.learned:  # diffusion batches take minutes: report inside them too
@@ -229,16 +231,18 @@ def _fuse_writers(out, std, first: str, fusion: str):
 
 
 def _paste_measured(out, std, volume, grid: OutputGrid, slab: int = 64) -> None:
-    """Measured planes back, unchanged, slab by slab along y."""
+    """Good measured planes back, unchanged, slab by slab along y (damaged planes keep their restoration)."""
     ny = volume.shape[2]
+    good = np.flatnonzero(grid.good)
+    rows = grid.good_positions
     for y0 in range(0, ny, slab):
         sl = slice(y0, min(ny, y0 + slab))
         block = np.asarray(out[:, :, sl, :])
-        block[:, grid.positions] = np.asarray(volume[:, :, sl, :], dtype=np.float32)
+        block[:, rows] = np.asarray(volume[:, :, sl, :], dtype=np.float32)[:, good]
         out[:, :, sl, :] = block
         if std is not None:
             sblock = np.asarray(std[:, :, sl, :])
-            sblock[:, grid.positions] = 0.0
+            sblock[:, rows] = 0.0
             std[:, :, sl, :] = sblock
 
 
@@ -331,7 +335,8 @@ def restore_volume(
         How the XZ and YZ results are combined (``xz``/``yz`` keep one direction only).
     blur_sigma : float, optional
         3D Gaussian post-blur (paper ablation: 3x3x3 kernel, sigma 0.5).
-    keep_measured : bool: paste the measured planes back after fusion/blur (unchanged).
+    keep_measured : bool: paste the measured planes back after fusion/blur (unchanged); the planes
+        in ``grid.damaged`` are unknown rows for the engine and keep their restoration.
     batch_size : int, optional
         Planes per engine call (a slab); default from :func:`default_batch_size`.
         ``options.batch_size`` separately caps planes per network call inside the engine.

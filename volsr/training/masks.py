@@ -8,7 +8,9 @@ hides rows of fully known XY crops and asks the model to restore them. Two schem
   drawn without replacement, ``l_min, l_max = 5, 20`` of 48 rows, scaled to the crop height.
   Irregular gaps teach the model to bridge any gap length.
 * :func:`strided_rows` — what inference sees: a regular (possibly non-integer) stride ``f``
-  with a random phase, known rows at ``round(phase + i * f)``.
+  with a random phase, known rows at ``round(phase + i * f)``. With ``p_drop`` a strided mask
+  also loses 1-2 consecutive interior known rows (:func:`drop_rows`): the 2f and 3f gaps of a
+  stack with damaged planes (``--damaged-planes``), which a plain stride never shows.
 
 :class:`MaskSampler` mixes the two per sample. :func:`linear_fill` fills unknown rows by
 linear interpolation between the nearest known rows (used as the network input of the
@@ -25,8 +27,8 @@ import torch
 
 from ..errors import VolsrError
 
-__all__ = ["MaskSampler", "random_rows", "strided_rows", "linear_fill", "mask_sampler_from_config", "row_mask",
-           "per_plane"]
+__all__ = ["MaskSampler", "random_rows", "strided_rows", "drop_rows", "linear_fill", "mask_sampler_from_config",
+           "row_mask", "per_plane"]
 
 #: The paper's 5..20 known rows of 48, as fractions of the crop height.
 PAPER_LMIN_FRAC = 5 / 48
@@ -134,6 +136,30 @@ def strided_rows(h: int, rng: np.random.Generator, factor_range: tuple[float, fl
     return mask
 
 
+def drop_rows(mask: np.ndarray, rng: np.random.Generator, max_drop: int = 2) -> np.ndarray:
+    """Hide 1..``max_drop`` consecutive interior known rows of ``mask`` (a damaged plane's wider gap).
+
+    The first and last known rows stay, so the gap is bridged from both sides and at least 2
+    rows stay known; a mask with no interior known row comes back unchanged. Dropping ``k``
+    consecutive known rows of a stride ``f`` leaves a gap of about ``(k + 1) * f``.
+
+    Examples
+    --------
+    >>> m = np.zeros(13, bool); m[::4] = True
+    >>> np.flatnonzero(drop_rows(m, np.random.default_rng(0), max_drop=1)).tolist() in ([0, 8, 12], [0, 4, 12])
+    True
+    """
+    rows = np.flatnonzero(mask)
+    interior = rows[1:-1]
+    if interior.size == 0:
+        return mask
+    k = int(rng.integers(1, max(1, min(int(max_drop), interior.size)) + 1))
+    start = int(rng.integers(0, interior.size - k + 1))
+    out = mask.copy()
+    out[interior[start:start + k]] = False
+    return out
+
+
 @dataclass
 class MaskSampler:
     """Per-sample known-row masks for a training batch.
@@ -155,6 +181,10 @@ class MaskSampler:
     lmin_frac, lmax_frac : float
         Known-row count range for random masks, as fractions of the crop height (paper:
         5/48 and 20/48).
+    p_drop : float
+        Probability that a strided mask loses 1-2 consecutive interior known rows
+        (:func:`drop_rows`): gaps of 2f and 3f, as damaged planes leave at inference. Default 0:
+        the sampler of earlier versions, draw for draw (engine configs: ``mask_p_drop``).
 
     Examples
     --------
@@ -168,12 +198,15 @@ class MaskSampler:
     factor_range: tuple[float, float] = (1.5, 8.0)
     lmin_frac: float = PAPER_LMIN_FRAC
     lmax_frac: float = PAPER_LMAX_FRAC
+    p_drop: float = 0.0
 
     def __post_init__(self):
         if self.scheme not in ("mixed", "random", "strided"):
             raise VolsrError(f"mask scheme must be 'mixed', 'random' or 'strided', got {self.scheme!r}")
         if not (0.0 <= float(self.p_strided) <= 1.0):
             raise VolsrError(f"p_strided must be in [0, 1], got {self.p_strided!r}")
+        if not (0.0 <= float(self.p_drop) <= 1.0):
+            raise VolsrError(f"p_drop (mask_p_drop) must be in [0, 1], got {self.p_drop!r}")
         self.factor_range = tuple(float(v) for v in self.factor_range)
         # validate the ranges once, up front
         rng = np.random.default_rng(0)
@@ -189,7 +222,10 @@ class MaskSampler:
         else:
             strided = bool(rng.random() < self.p_strided)
         if strided:
-            return strided_rows(h, rng, self.factor_range)
+            mask = strided_rows(h, rng, self.factor_range)
+            if self.p_drop > 0 and rng.random() < self.p_drop:  # no draw at 0: earlier seeds' masks unchanged
+                mask = drop_rows(mask, rng)
+            return mask
         return random_rows(h, rng, self.lmin_frac, self.lmax_frac)
 
     def __call__(self, batch: int, h: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,6 +242,7 @@ class MaskSampler:
             "mask_factor_range": list(self.factor_range),
             "mask_lmin_frac": float(self.lmin_frac),
             "mask_lmax_frac": float(self.lmax_frac),
+            "mask_p_drop": float(self.p_drop),
         }
 
 
@@ -213,7 +250,7 @@ def mask_sampler_from_config(cfg: dict | None) -> MaskSampler:
     """Build a :class:`MaskSampler` from an engine config.
 
     Reads the flat keys ``mask_scheme``, ``mask_p_strided``, ``mask_factor_range``,
-    ``mask_lmin_frac``, ``mask_lmax_frac`` (or the same names without the ``mask_`` prefix
+    ``mask_lmin_frac``, ``mask_lmax_frac``, ``mask_p_drop`` (or the same names without the ``mask_`` prefix
     inside a nested ``cfg['mask']`` dict); anything missing takes the :class:`MaskSampler`
     default.
     """
@@ -221,7 +258,7 @@ def mask_sampler_from_config(cfg: dict | None) -> MaskSampler:
     nested = cfg.get("mask") if isinstance(cfg.get("mask"), dict) else {}
     kw = {}
     for key, attr in (("scheme", "scheme"), ("p_strided", "p_strided"), ("factor_range", "factor_range"),
-                      ("lmin_frac", "lmin_frac"), ("lmax_frac", "lmax_frac")):
+                      ("lmin_frac", "lmin_frac"), ("lmax_frac", "lmax_frac"), ("p_drop", "p_drop")):
         if f"mask_{key}" in cfg and cfg[f"mask_{key}"] is not None:
             kw[attr] = cfg[f"mask_{key}"]
         elif key in nested and nested[key] is not None:

@@ -199,7 +199,9 @@ def _resume(engine, path, state: TrainState, weight_decay, settings) -> tuple[Op
         if saved.get("channels") != engine.cfg.channels:
             raise VolsrError(f"checkpoint {path} was trained on {saved.get('channels')} channel(s), "
                              f"the data have {engine.cfg.channels}; resume with the same data")
-        engine.rebuild(engine.Config.from_dict(saved, strict=False))  # its config defines the weights' shapes
+        # its config defines the weights' shapes; keys added since it was saved keep their old meaning
+        upgrade = getattr(type(engine), "upgrade_config", None)
+        engine.rebuild(engine.Config.from_dict(upgrade(dict(saved)) if upgrade else saved, strict=False))
     engine.network.load_state_dict(ck["network"])
     engine.ema.load_state_dict(ck["ema"])
     opt = Optimiser(engine, settings.lr, weight_decay, settings.grad_clip, settings.ema_decay)
